@@ -344,3 +344,47 @@ class DVH:
         from ._dicompyler import dicompyler_dvh
 
         return dicompyler_dvh(self)
+
+
+RESULTS = ("pass", "minor", "major", "not_evaluated")
+CATEGORIES = ("prescription", "target", "conformity", "oar", "eligibility")
+VERDICTS = ("per_protocol", "minor_deviation", "major_deviation", "not_evaluable")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One graded check of a plan against the protocol.
+
+    ``value`` is in ``unit``; ``limit`` is the human-readable rule with units (e.g.
+    ``"< 18 Gy (minor <= 20 Gy)"``); ``limit_value``/``comparison`` are the per-protocol
+    threshold in ``unit`` for plots.
+    """
+
+    id: str
+    category: str
+    structure: str | None
+    metric: str | None
+    value: float | None
+    unit: str | None
+    limit: str | None
+    result: str
+    source: str | None
+    message: str
+    comparison: str | None = None
+    limit_value: float | None = None
+    roi_name: str | None = None
+
+    def __post_init__(self):
+        if self.result not in RESULTS:
+            raise ValueError(f"result must be one of {RESULTS}, not {self.result!r}")
+        if self.category not in CATEGORIES:
+            raise ValueError(f"category must be one of {CATEGORIES}, not {self.category!r}")
+
+    def to_dict(self) -> dict:
+        v = self.value
+        if v is not None and not np.isfinite(v):
+            v = None
+        return {"id": self.id, "category": self.category, "structure": self.structure,
+                "metric": self.metric, "value": None if v is None else round(float(v), 4),
+                "unit": self.unit, "limit": self.limit, "result": self.result,
+                "source": self.source, "message": self.message, "roi_name": self.roi_name}

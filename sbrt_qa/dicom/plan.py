@@ -269,13 +269,16 @@ def _course_dose(headers: list[DoseHeader], course: Course | None, normalisation
                            normalisation_gy=normalisation_gy)
         if h.summation_type == "FRACTION":
             if not fractions_known:
-                raise DicomError("FRACTION dose but the number of fractions is unknown (no "
-                                 "linked RTPLAN with NumberOfFractionsPlanned)", path=h.path,
-                                 tag=tag_name("DoseSummationType"))
-            g = scaled(g, float(course.fractions), "PLAN")
-            findings.append(Finding("info", "fraction_dose_scaled",
-                                    f"FRACTION dose multiplied by {course.fractions} fractions",
-                                    path=h.path))
+                findings.append(Finding(
+                    "warning", "fraction_dose_unscaled",
+                    f"DoseSummationType FRACTION {tag_name('DoseSummationType')[len('DoseSummationType '):]} "
+                    "and no linked RTPLAN with NumberOfFractionsPlanned: doses are PER FRACTION",
+                    path=h.path))
+            else:
+                g = scaled(g, float(course.fractions), "PLAN")
+                findings.append(Finding("info", "fraction_dose_scaled",
+                                        f"FRACTION dose multiplied by {course.fractions} fractions",
+                                        path=h.path))
         elif h.summation_type not in ("BEAM", "PLAN", ""):
             raise DicomError(f"DoseSummationType {h.summation_type!r} is not supported for a "
                              "course dose (PLAN, FRACTION, BEAM, MULTI_PLAN are)", path=h.path,

@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 CONTOUR_DATA = 0x30060050
 #: contours lying further than this from a plane (mm) make the ROI non-axial
 PLANAR_TOLERANCE_MM = 0.01
+#: RTROIInterpretedType values of point-like ROIs, which have no volume by design
+POINT_TYPES = ("MARKER", "ISOCENTER", "REGISTRATION", "FIXATION", "CONTROL")
 
 
 def structure_set_frame_uid(ds) -> str | None:
@@ -106,7 +108,11 @@ def read_structures(ds, path) -> tuple[dict[str, Structure], list[Finding]]:
         s = Structure.from_polygons(key, polygons, roi_number=number,
                                     interpreted_type=types.get(number, ""), color=color,
                                     source_file=path)
-        if s.is_empty:
+        if s.is_empty and s.interpreted_type in POINT_TYPES:
+            findings.append(Finding("info", "point_roi_skipped",
+                                    f"ROI {key!r} is a {s.interpreted_type} point, not a volume",
+                                    path=path, structure=key))
+        elif s.is_empty:
             findings.append(Finding("warning", "empty_roi",
                                     f"ROI {key!r} has no closed contours: it has no volume and "
                                     "cannot be evaluated", path=path, structure=key))
