@@ -1,6 +1,6 @@
 """Conformity and dose fall-off of SBRT targets: R100, Paddick CI, R50, Paddick GI, D2cm, hot spot.
 
-Computed on a local grid around each PTV (spacing ``LOCAL_SPACING_MM``, dose by trilinear
+Computed on a local grid around each PTV (0.75-2 mm, finer for smaller PTVs, dose by trilinear
 interpolation), masks by the slab convention of the DVH engine:
 
 * PIV100 / PIV50: volume inside BODY (or the dose grid, if there is no BODY) receiving at least
@@ -24,7 +24,8 @@ from scipy import ndimage
 
 from .models import DoseGrid, Structure
 
-LOCAL_SPACING_MM = 1.0
+LOCAL_SPACING_MM = 0.75
+MAX_SPACING_MM = 2.0
 MARGIN_MM = 30.0
 D2CM_MM = 20.0
 
@@ -60,7 +61,7 @@ def _axis(lo: float, hi: float, step: float) -> np.ndarray:
 def conformity(target: Structure, ptv_cc: float, tv_piv_cc: float, rx_gy: float, dose: DoseGrid, *,
                body: Structure | None = None, other_targets: list[Structure] = (),
                default_thickness_mm: float | None = None,
-               spacing_mm: float = LOCAL_SPACING_MM, margin_mm: float = MARGIN_MM) -> Conformity:
+               spacing_mm: float | None = None, margin_mm: float = MARGIN_MM) -> Conformity:
     """Conformity figures of one target.
 
     Parameters
@@ -79,9 +80,13 @@ def conformity(target: Structure, ptv_cc: float, tv_piv_cc: float, rx_gy: float,
     other_targets : list of Structure
         Other PTVs of the plan (points nearer to them are not attributed to this target).
     """
-    from .dvh._kernels import trilinear_points
     from .geometry import rasterize
+    from .geometry._kernels import trilinear_grid
 
+    if spacing_mm is None:
+        # ~30 samples across the PTV, 0.75-2 mm: isodose volumes within ~1 % of converged
+        d_eq = (6.0 * max(ptv_cc, 1e-3) * 1000.0 / math.pi) ** (1.0 / 3.0)
+        spacing_mm = min(MAX_SPACING_MM, max(LOCAL_SPACING_MM, d_eq / 30.0))
     b = target.bounds_mm
     ext = dose.extent_mm
     lo = np.maximum(b[:, 0] - margin_mm, ext[:, 0])
@@ -90,9 +95,7 @@ def conformity(target: Structure, ptv_cc: float, tv_piv_cc: float, rx_gy: float,
     xs, ys, zs = (_axis(lo[i], hi[i], spacing_mm) for i in range(3))
     kw = {"default_thickness_mm": default_thickness_mm}
     ptv = rasterize(target, xs, ys, zs, **kw)
-    zz, yy, xx = np.meshgrid(zs, ys, xs, indexing="ij")
-    pts = np.column_stack([xx.ravel(), yy.ravel(), zz.ravel()])
-    d = trilinear_points(dose.dose_gy, dose.x_mm, dose.y_mm, dose.z_mm, pts, 0.0).reshape(ptv.shape)
+    d = trilinear_grid(dose.dose_gy, dose.x_mm, dose.y_mm, dose.z_mm, xs, ys, zs, 0.0)
     sampling = (spacing_mm,) * 3
     dist = ndimage.distance_transform_edt(~ptv, sampling=sampling) if ptv.any() else np.full(ptv.shape, np.inf)
     region = dist <= margin_mm

@@ -21,17 +21,10 @@ def resample(grid: DoseGrid, x_mm: np.ndarray, y_mm: np.ndarray, z_mm: np.ndarra
 
     Nodes outside ``grid``'s node hull get 0 Gy (no dose was computed there).
     """
-    from .dvh._kernels import trilinear_points
+    from .geometry._kernels import trilinear_grid
 
-    out = np.empty((z_mm.size, y_mm.size, x_mm.size))
-    yy, xx = np.meshgrid(y_mm, x_mm, indexing="ij")
-    pts = np.empty((xx.size, 3))
-    pts[:, 0] = xx.ravel()
-    pts[:, 1] = yy.ravel()
-    for k, z in enumerate(z_mm):
-        pts[:, 2] = z
-        out[k] = trilinear_points(grid.dose_gy, grid.x_mm, grid.y_mm, grid.z_mm, pts, 0.0).reshape(yy.shape)
-    return out
+    return trilinear_grid(grid.dose_gy, grid.x_mm, grid.y_mm, grid.z_mm, np.asarray(x_mm, float),
+                          np.asarray(y_mm, float), np.asarray(z_mm, float), 0.0)
 
 
 def sum_grids(grids: list[DoseGrid], *, summation_type: str) -> tuple[DoseGrid, list[Finding]]:

@@ -93,6 +93,7 @@ class _Evaluator:
         self.dvhs: dict[tuple, DVH] = {}
         self.report_dvhs: dict[str, DVH] = {}
         self._biological: dict[tuple, DoseGrid] = {}
+        self._structures: dict[str, tuple] = {}
 
     # --- helpers ---------------------------------------------------------------------------
     def add(self, **kw) -> None:
@@ -359,6 +360,11 @@ class _Evaluator:
                      message=f"{s.name}: {con.metric} = {_fmt(v, con.unit)}{qty}{extra}")
 
     def structure_for(self, name: str, resolved, targets) -> tuple[Structure | None, str]:
+        if name not in self._structures:
+            self._structures[name] = self._structure_for(name, resolved, targets)
+        return self._structures[name]
+
+    def _structure_for(self, name: str, resolved, targets) -> tuple[Structure | None, str]:
         d = self.p.derived(name)
         if d is None or (d.use_plan_roi and resolved.get(name) is not None):
             s = resolved.get(name)

@@ -24,6 +24,25 @@ RT_MODALITIES = ("RTPLAN", "RTDOSE", "RTSTRUCT")
 _HEADER_TAGS = ["Modality", "SOPClassUID", "SOPInstanceUID", "PatientID"]
 
 
+#: first bytes of a DICOM dataset written without the 128-byte preamble and file meta (an
+#: element of group 0008 or 0002, little endian), as some older RT exporters do
+_BARE_DATASET_STARTS = (b"\x08\x00", b"\x02\x00")
+
+
+def _dcmread(path: Path, **kwargs):
+    """``pydicom.dcmread`` that also accepts a bare dataset (no preamble, no file meta).
+
+    Only files that start like a dataset are forced, so that other files are not misread.
+    """
+    try:
+        return pydicom.dcmread(path, **kwargs)
+    except InvalidDicomError:
+        with open(path, "rb") as fh:
+            if fh.read(2) not in _BARE_DATASET_STARTS:
+                raise
+        return pydicom.dcmread(path, force=True, **kwargs)
+
+
 def _scan(folder: Path) -> dict[str, list[tuple[Path, object]]]:
     """Files of the folder (recursively) by RT modality, with their header datasets."""
     found: dict[str, list] = {m: [] for m in RT_MODALITIES}
@@ -32,7 +51,7 @@ def _scan(folder: Path) -> dict[str, list[tuple[Path, object]]]:
         for fname in sorted(files):
             p = Path(root) / fname
             try:
-                ds = pydicom.dcmread(p, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+                ds = _dcmread(p, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
             except (InvalidDicomError, OSError, EOFError, ValueError, TypeError):
                 log.debug("not a readable DICOM file: %s", p)
                 continue
@@ -44,7 +63,7 @@ def _scan(folder: Path) -> dict[str, list[tuple[Path, object]]]:
 
 def _read_full(path: Path, *, pixels: bool):
     try:
-        return pydicom.dcmread(path, stop_before_pixels=not pixels)
+        return _dcmread(path, stop_before_pixels=not pixels)
     except Exception as exc:  # pydicom raises many types for damaged files
         raise DicomError(f"cannot read: {exc}", path=path) from exc
 
