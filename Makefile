@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/sbrt-qa dvh $(DEMO_PLAN)
+	$(BIN)/sbrt-qa check $(DEMO_PLAN)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
