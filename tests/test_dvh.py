@@ -246,7 +246,9 @@ def test_to_dicompyler_round_trip():
     assert dc.volume == pytest.approx(dvh.covered_volume_cc, rel=1e-6)
     d95 = dvh.dose_at_volume_gy(0.95 * dvh.covered_volume_cc)
     assert dc.statistic("D95").value == pytest.approx(d95, abs=0.02)
-    assert dc.max == pytest.approx(dvh.dmax_gy, abs=0.02)
+    # Dmax is the exact extreme of the dose over the structure; the curve's last bin with volume
+    # may end a little below it (a point has no volume), never above
+    assert dvh.dmax_gy - 0.1 <= dc.max <= dvh.dmax_gy + 0.01
 
 
 def _nelms():

@@ -6,21 +6,49 @@ coordinates.
 
 Method (see ``sbrt_qa/dvh/core.py`` for the conventions):
 
-* Each contour plane is a slab ``[slab_lo, slab_hi]``; the slab is split at the dose grid's z nodes
-  into sub-slabs, each lying in one cell layer.
+* The structure is cut into *layers* along z. A layer ``(a, a, z0, z1)`` is a slab: plane ``a``'s
+  region held constant over ``[z0, z1]`` (the end caps, a lone plane, and every plane in slab
+  mode). A layer ``(a, a + 1, z_a, z_{a+1})`` lies between two adjacent planes and holds the
+  shape-based interpolation of their regions (below).
 * Scan lines run in x at row centres ``row_y0 + (j + 0.5) * row_dy``; ``row_dy`` divides the grid's
   y spacing, so a row band never straddles a y node. Crossings follow the half-open rule
   (an edge counts when ``min(y1, y2) <= y < max(y1, y2)``), and the even-odd rule pairs them into
-  exact x-intervals, so islands and holes need no special case.
-* Each x-interval is split at the grid's x nodes. A piece x band x sub-slab is one *element*; its
-  dose is trilinear interpolation at its centre and its spread is the local gradient times its
-  extent, ``W = sqrt((gx Lx)^2 + (gy Ly)^2 + (gz Lz)^2)``. The element's volume is spread uniformly
-  over ``[c - W/2, c + W/2]``: exact for a dose linear along one axis (trilinear interpolation is
-  linear along x within a cell, and a slab has a constant cross-section along z) and matching the
-  mean and variance otherwise.
+  exact x-intervals, so islands and holes need no special case. Each plane's crossings are
+  computed once, from an edge table. A row stands for its band ``row_dy`` high: exact while the
+  region's width changes linearly across the band, but not at a flat top or bottom (an edge along
+  x), so each plane's rows are weighted by the exact band areas (``_row_weights``).
+* Between planes ``a`` and ``b`` a row splits into the parts inside both regions (inside for the
+  whole layer), inside neither, and inside one only. There, each point ``(x, y)`` is inside for one
+  z-interval ending at the interpolated surface: the zero of a monotone cubic Hermite interpolant
+  in z (Fritsch-Carlson limited; three-point slopes from
+  the neighbouring planes of the run, so a ``phi`` quadratic in z is reproduced) of the in-plane
+  implicit values ``phi_k(x, y) = s (s + 2 L)``: ``s`` is the signed Euclidean distance to plane
+  ``k``'s region (negative inside) and ``L`` the half thickness of the nearest polygon
+  (``min(half the smaller bounding-box side, 2 area / perimeter)``; for a hole the roles of inside
+  and outside swap). For concentric circles ``phi = rho^2 - r_k^2``, so spheres, cones, cylinders
+  and rounded tips, whose ``r^2`` is quadratic in z, come out exactly; for large sections that
+  change little between planes it tends to the classic linear interpolation of signed distance.
+  Being monotone between two planes, the interpolant keeps a point inside both planes inside
+  throughout, so distances are needed only where the two regions differ (nearest-edge search in a
+  grid of cells per plane). Along such a part of a row the surface is solved at samples
+  ``SAMPLE_ROWS`` rows apart, and is known where the part ends on an outline (no height on the
+  inside plane's own outline, full height on the other's); a monotone cubic through these gives
+  the column height for every piece of at most one row.
+* Each piece of region is split at the grid's x and z nodes. A piece x row band x z-range is one
+  *element*; its dose is trilinear interpolation at its centre and its spread is the local
+  gradient times its extent, ``W = sqrt((gx Lx)^2 + (gy Ly)^2 + (gz Lz)^2)``. The element's volume
+  is spread uniformly over ``[c - W/2, c + W/2]``: exact for a dose linear along one axis
+  (trilinear interpolation is linear along x within a cell, and an element's extent along z is one
+  interval) and matching the mean and variance otherwise.
 * The cumulative histogram is accumulated exactly at bin edges: a uniform spread is a ramp in the
   cumulative curve, written as two second-difference entries; spreads narrower than half a bin
   are point masses (first differences).
+* Dmin and Dmax are the extremes of the dose over the structure itself, not over the spread
+  histogram: trilinear dose peaks at grid nodes or on the boundary, so the candidates are the
+  grid nodes inside the region and, along each edge, the pieces between grid lines (quadratic at
+  fixed z), at every z where the dose along z can bend (slab ends, planes, z nodes); between
+  planes, the interpolated surface contributes its samples. Element centres seed the search so
+  that cells which cannot beat them are skipped.
 """
 
 from __future__ import annotations
@@ -28,6 +56,9 @@ from __future__ import annotations
 import numpy as np
 
 from .._jit import inline_kernel, kernel
+
+#: spacing of the surface samples between planes, in scan rows (linear in between)
+SAMPLE_ROWS = 2.0
 
 
 @inline_kernel
@@ -113,9 +144,847 @@ def _accumulate(ramp2, step1, lo, hi, bw, a, b, w):
         _ramp_edge(ramp2, lo, bw, b, -s)
 
 
+@inline_kernel
+def _axis(c, m, v):
+    """Cell of ``v`` on axis ``c`` given ``m = searchsorted(c, v, "right")``.
+
+    Returns the two node indices, the fraction of ``v`` between them and ``1 / spacing``, which is
+    0 where the dose is held constant (beyond the outermost nodes, or a single node).
+    """
+    n = c.size
+    if n == 1:
+        return 0, 0, 0.0, 0.0
+    if m <= 0:
+        return 0, 1, 0.0, 0.0
+    if m >= n:
+        return n - 2, n - 1, 1.0, 0.0
+    i = m - 1
+    h = c[m] - c[i]
+    return i, m, (v - c[i]) / h, 1.0 / h
+
+
+@inline_kernel
+def _element(acc, ramp2, step1, lo, hi, bw, dose, i0, i1, tx, sx, j0, j1, ty, sy, k0, k1, tz, sz,
+             w, lx, ly, lz):
+    """Histogram volume ``w`` of extent ``lx x ly x lz`` centred at the given cell fractions."""
+    c000 = dose[k0, j0, i0]
+    c001 = dose[k0, j0, i1]
+    c010 = dose[k0, j1, i0]
+    c011 = dose[k0, j1, i1]
+    c100 = dose[k1, j0, i0]
+    c101 = dose[k1, j0, i1]
+    c110 = dose[k1, j1, i0]
+    c111 = dose[k1, j1, i1]
+    c00 = c000 + tx * (c001 - c000)
+    c01 = c010 + tx * (c011 - c010)
+    c10 = c100 + tx * (c101 - c100)
+    c11 = c110 + tx * (c111 - c110)
+    c0 = c00 + ty * (c01 - c00)
+    c1 = c10 + ty * (c11 - c10)
+    val = c0 + tz * (c1 - c0)
+    a0 = (c001 - c000) + ty * ((c011 - c010) - (c001 - c000))
+    a1 = (c101 - c100) + ty * ((c111 - c110) - (c101 - c100))
+    gx = (a0 + tz * (a1 - a0)) * sx
+    gy = ((c01 - c00) + tz * ((c11 - c10) - (c01 - c00))) * sy
+    gz = (c1 - c0) * sz
+    half = 0.5 * np.sqrt((gx * lx) ** 2 + (gy * ly) ** 2 + (gz * lz) ** 2)
+    # the centre is a point of the structure: a candidate extreme
+    if val < acc[3]:
+        acc[3] = val
+    if val > acc[4]:
+        acc[4] = val
+    acc[0] += w
+    acc[2] += w * val
+    acc[5] += 1.0
+    _accumulate(ramp2, step1, lo, hi, bw, val - half, val + half, w)
+
+
+@inline_kernel
+def _zcells(zs, z0, z1, zi0, zi1, zt, zsc, zh):
+    """Split ``[z0, z1]`` at the z nodes; per piece: cell, fraction of its centre, 1/spacing,
+    height. Returns the number of pieces."""
+    ns = 0
+    zlo = z0
+    m = np.searchsorted(zs, z0, side="right")
+    while True:
+        zhi = z1
+        if m < zs.size and zs[m] < z1:
+            zhi = zs[m]
+        if zhi > zlo:
+            i0, i1, t, sc = _axis(zs, m, 0.5 * (zlo + zhi))
+            zi0[ns] = i0
+            zi1[ns] = i1
+            zt[ns] = t
+            zsc[ns] = sc
+            zh[ns] = zhi - zlo
+            ns += 1
+        if zhi >= z1:
+            break
+        zlo = zhi
+        m += 1
+    return ns
+
+
+@inline_kernel
+def _row_at_or_above(row_y0, row_dy, v):
+    """Smallest ``j`` whose row centre ``row_y0 + (j + 0.5) * row_dy`` is ``>= v``."""
+    j = int(np.ceil((v - row_y0) / row_dy - 0.5))
+    while row_y0 + (j + 0.5) * row_dy < v:
+        j += 1
+    while row_y0 + (j - 0.5) * row_dy >= v:
+        j -= 1
+    return j
+
+
+@inline_kernel
+def _update(acc, val):
+    if val < acc[3]:
+        acc[3] = val
+    if val > acc[4]:
+        acc[4] = val
+
+
+@inline_kernel
+def _frac(c, i0, i1, v):
+    """Fraction of ``v`` between nodes ``i0`` and ``i1`` of axis ``c``, clamped to [0, 1]."""
+    if i1 == i0:
+        return 0.0
+    return min(max((v - c[i0]) / (c[i1] - c[i0]), 0.0), 1.0)
+
+
+@inline_kernel
+def _bilinear(dose, k0, k1, tz, j0, j1, i0, i1, tx, ty):
+    """Dose at fractions ``tx``, ``ty`` of cell ``(i0:i1, j0:j1)`` at height fraction ``tz``."""
+    a0 = dose[k0, j0, i0] + tz * (dose[k1, j0, i0] - dose[k0, j0, i0])
+    a1 = dose[k0, j0, i1] + tz * (dose[k1, j0, i1] - dose[k0, j0, i1])
+    b0 = dose[k0, j1, i0] + tz * (dose[k1, j1, i0] - dose[k0, j1, i0])
+    b1 = dose[k0, j1, i1] + tz * (dose[k1, j1, i1] - dose[k0, j1, i1])
+    c0 = a0 + tx * (a1 - a0)
+    c1 = b0 + tx * (b1 - b0)
+    return c0 + ty * (c1 - c0)
+
+
 @kernel
-def structure_dvh(points_xy, poly_offsets, plane_poly_start, slab_lo, slab_hi,
-                  dose, xs, ys, zs, extent, row_y0, row_dy, bin_lo, bin_width, n_bins):
+def _edge_extremes(points_xy, poly_offsets, p_first, p_end, z, dose, xs, ys, zs, extent, ts, acc):
+    """Exact dose extremes along the edges of polygons ``p_first:p_end`` at height ``z`` (into
+    ``acc[3:5]``).
+
+    At fixed z the dose is bilinear in each grid cell, so along a piece of an edge between grid
+    lines it is quadratic: its extremes are the piece's ends or the parabola's vertex. Parts outside
+    the covered region are skipped, and so are cells whose corner doses cannot beat ``acc[3:5]``.
+    """
+    k0, k1, tz, sz = _axis(zs, np.searchsorted(zs, z, side="right"), z)
+    for p in range(p_first, p_end):
+        a = poly_offsets[p]
+        b = poly_offsets[p + 1]
+        for v in range(a, b):
+            w = v + 1 if v + 1 < b else a
+            x1 = points_xy[v, 0]
+            y1 = points_xy[v, 1]
+            dx = points_xy[w, 0] - x1
+            dy = points_xy[w, 1] - y1
+            n = 0
+            for axis in range(2):
+                c = xs if axis == 0 else ys
+                c1 = x1 if axis == 0 else y1
+                dc = dx if axis == 0 else dy
+                if dc == 0.0:
+                    continue
+                lo_c = min(c1, c1 + dc)
+                hi_c = max(c1, c1 + dc)
+                i = np.searchsorted(c, lo_c, side="right")
+                while i < c.size and c[i] < hi_c:
+                    ts[n] = (c[i] - c1) / dc
+                    n += 1
+                    i += 1
+                for e in range(2):
+                    lim = extent[axis, e]
+                    if lo_c < lim < hi_c:
+                        ts[n] = (lim - c1) / dc
+                        n += 1
+            for q in range(1, n):
+                t = ts[q]
+                i = q
+                while i > 0 and ts[i - 1] > t:
+                    ts[i] = ts[i - 1]
+                    i -= 1
+                ts[i] = t
+            t0 = 0.0
+            for q in range(n + 1):
+                t1 = ts[q] if q < n else 1.0
+                if t1 <= t0:
+                    continue
+                tm = 0.5 * (t0 + t1)
+                xm = x1 + tm * dx
+                ym = y1 + tm * dy
+                if (extent[0, 0] <= xm <= extent[0, 1]) and (extent[1, 0] <= ym <= extent[1, 1]):
+                    i0, i1, tx, sx = _axis(xs, np.searchsorted(xs, xm, side="right"), xm)
+                    j0, j1, ty, sy = _axis(ys, np.searchsorted(ys, ym, side="right"), ym)
+                    lo_v = np.inf
+                    hi_v = -np.inf
+                    for kk in (k0, k1):
+                        for jj in (j0, j1):
+                            for ii in (i0, i1):
+                                lo_v = min(lo_v, dose[kk, jj, ii])
+                                hi_v = max(hi_v, dose[kk, jj, ii])
+                    if lo_v < acc[3] or hi_v > acc[4]:
+                        xa = x1 + t0 * dx
+                        ya = y1 + t0 * dy
+                        xb = x1 + t1 * dx
+                        yb = y1 + t1 * dy
+                        f0 = _bilinear(dose, k0, k1, tz, j0, j1, i0, i1, _frac(xs, i0, i1, xa),
+                                       _frac(ys, j0, j1, ya))
+                        fm = _bilinear(dose, k0, k1, tz, j0, j1, i0, i1, tx, ty)
+                        f1 = _bilinear(dose, k0, k1, tz, j0, j1, i0, i1, _frac(xs, i0, i1, xb),
+                                       _frac(ys, j0, j1, yb))
+                        _update(acc, f0)
+                        _update(acc, f1)
+                        qa = 2.0 * f1 - 4.0 * fm + 2.0 * f0
+                        qb = 4.0 * fm - 3.0 * f0 - f1
+                        if qa != 0.0:
+                            u = -qb / (2.0 * qa)
+                            if 0.0 < u < 1.0:
+                                _update(acc, f0 + u * (qb + qa * u))
+                t0 = t1
+
+
+@inline_kernel
+def _has_twin(points_xy, poly_offsets, p, q_first, q_end):
+    """Whether one of the polygons ``q_first:q_end`` has exactly polygon ``p``'s vertices."""
+    a = poly_offsets[p]
+    n = poly_offsets[p + 1] - a
+    for q in range(q_first, q_end):
+        c = poly_offsets[q]
+        if poly_offsets[q + 1] - c != n:
+            continue
+        same = True
+        for i in range(n):
+            if (points_xy[a + i, 0] != points_xy[c + i, 0]
+                    or points_xy[a + i, 1] != points_xy[c + i, 1]):
+                same = False
+                break
+        if same:
+            return True
+    return False
+
+
+@kernel
+def _node_extremes(line0, nline, base, off, cross, ka, kb, z, dose, xs, zs, acc):
+    """Dose extremes at the grid nodes ``(x_i, y_j)`` inside plane ``ka``'s region (and ``kb``'s
+    when ``kb >= 0``) at height ``z`` (into ``acc[3:5]``); ``line*``/``cross``: the planes'
+    crossings with the node lines ``y = ys[j]`` (:func:`_plane_lines`)."""
+    k0, k1, tz, sz = _axis(zs, np.searchsorted(zs, z, side="right"), z)
+    for jn in range(line0[ka], line0[ka] + nline[ka]):
+        qa = off[base[ka] + jn - line0[ka]]
+        ea = off[base[ka] + jn - line0[ka] + 1]
+        qb = 0
+        eb = 0
+        if kb >= 0:
+            if not (line0[kb] <= jn < line0[kb] + nline[kb]):
+                continue
+            qb = off[base[kb] + jn - line0[kb]]
+            eb = off[base[kb] + jn - line0[kb] + 1]
+        # sweep the two crossing lists: the node line's parts inside ka (and kb)
+        in_a = False
+        in_b = kb < 0
+        xprev = 0.0
+        while qa < ea or qb < eb:
+            if qb >= eb or (qa < ea and cross[qa] <= cross[qb]):
+                xn = cross[qa]
+                from_a = True
+            else:
+                xn = cross[qb]
+                from_a = False
+            if in_a and in_b:
+                i = np.searchsorted(xs, xprev, side="left")
+                while i < xs.size and xs[i] <= xn:
+                    _update(acc, dose[k0, jn, i] + tz * (dose[k1, jn, i] - dose[k0, jn, i]))
+                    i += 1
+            if from_a:
+                in_a = not in_a
+                qa += 1
+            else:
+                in_b = not in_b
+                qb += 1
+            xprev = xn
+
+
+@kernel
+def _polygon_table(points_xy, poly_offsets, plane_poly_start):
+    """Per polygon: half thickness ``L``, sign (+1 outer, -1 hole), area, centroid, y range.
+
+    A polygon is a hole when its first vertex lies inside an odd number of the plane's other
+    polygons (the even-odd rule of the scan lines).
+    """
+    npoly = poly_offsets.size - 1
+    half_thick = np.zeros(npoly)
+    sign = np.ones(npoly)
+    area = np.zeros(npoly)
+    cx = np.zeros(npoly)
+    cy = np.zeros(npoly)
+    ylo = np.zeros(npoly)
+    yhi = np.zeros(npoly)
+    for p in range(npoly):
+        a = poly_offsets[p]
+        b = poly_offsets[p + 1]
+        area2 = 0.0
+        sx = 0.0
+        sy = 0.0
+        per = 0.0
+        x0 = np.inf
+        x1 = -np.inf
+        y0 = np.inf
+        y1 = -np.inf
+        for v in range(a, b):
+            w = v + 1 if v + 1 < b else a
+            xa = points_xy[v, 0]
+            ya = points_xy[v, 1]
+            xb = points_xy[w, 0]
+            yb = points_xy[w, 1]
+            cr = xa * yb - xb * ya
+            area2 += cr
+            sx += (xa + xb) * cr
+            sy += (ya + yb) * cr
+            per += np.sqrt((xb - xa) ** 2 + (yb - ya) ** 2)
+            x0 = min(x0, xa)
+            x1 = max(x1, xa)
+            y0 = min(y0, ya)
+            y1 = max(y1, ya)
+        ar = 0.5 * abs(area2)
+        area[p] = ar
+        if area2 != 0.0:
+            cx[p] = sx / (3.0 * area2)
+            cy[p] = sy / (3.0 * area2)
+        else:
+            cx[p] = 0.5 * (x0 + x1)
+            cy[p] = 0.5 * (y0 + y1)
+        ylo[p] = y0
+        yhi[p] = y1
+        lt = 0.5 * min(x1 - x0, y1 - y0)
+        if per > 0.0 and 2.0 * ar / per < lt:
+            lt = 2.0 * ar / per
+        half_thick[p] = lt
+    for k in range(plane_poly_start.size - 1):
+        p0 = plane_poly_start[k]
+        p1 = plane_poly_start[k + 1]
+        if p1 - p0 < 2:
+            continue
+        for p in range(p0, p1):
+            px = points_xy[poly_offsets[p], 0]
+            py = points_xy[poly_offsets[p], 1]
+            inside = False
+            for q in range(p0, p1):
+                if q == p or py < ylo[q] or py > yhi[q]:
+                    continue
+                a = poly_offsets[q]
+                b = poly_offsets[q + 1]
+                for v in range(a, b):
+                    w = v + 1 if v + 1 < b else a
+                    ya = points_xy[v, 1]
+                    yb = points_xy[w, 1]
+                    if (ya <= py < yb) or (yb <= py < ya):
+                        xa = points_xy[v, 0]
+                        xc = xa + (py - ya) * (points_xy[w, 0] - xa) / (yb - ya)
+                        if xc > px:
+                            inside = not inside
+            if inside:
+                sign[p] = -1.0
+    return half_thick, sign, area, cx, cy, ylo, yhi
+
+
+@kernel
+def _plane_lines(points_xy, poly_offsets, plane_poly_start, ly):
+    """Sorted crossings of every plane's edges with the lines ``y = ly[i]`` (ascending), as CSR.
+
+    Line ``i`` of plane ``k`` (``line0[k] <= i < line0[k] + nline[k]``) has its crossings in
+    ``cross[off[r]:off[r + 1]]``, ``r = base[k] + i - line0[k]``; ``cross_v`` holds the first vertex
+    of each crossing's edge. An edge crosses the lines with ``min(y1, y2) <= y < max(y1, y2)``.
+    """
+    n_planes = plane_poly_start.size - 1
+    line0 = np.zeros(n_planes, dtype=np.int64)
+    nline = np.zeros(n_planes, dtype=np.int64)
+    base = np.zeros(n_planes + 1, dtype=np.int64)
+    for k in range(n_planes):
+        ylo = np.inf
+        yhi = -np.inf
+        for v in range(poly_offsets[plane_poly_start[k]], poly_offsets[plane_poly_start[k + 1]]):
+            ylo = min(ylo, points_xy[v, 1])
+            yhi = max(yhi, points_xy[v, 1])
+        i0 = np.searchsorted(ly, ylo, side="left")
+        i1 = np.searchsorted(ly, yhi, side="left")
+        line0[k] = i0
+        nline[k] = max(i1 - i0, 0)
+        base[k + 1] = base[k] + nline[k]
+    counts = np.zeros(base[n_planes] + 1, dtype=np.int64)
+    for k in range(n_planes):
+        for p in range(plane_poly_start[k], plane_poly_start[k + 1]):
+            a = poly_offsets[p]
+            b = poly_offsets[p + 1]
+            for v in range(a, b):
+                w = v + 1 if v + 1 < b else a
+                ya = points_xy[v, 1]
+                yb = points_xy[w, 1]
+                if ya == yb:
+                    continue
+                ia = np.searchsorted(ly, min(ya, yb), side="left")
+                ib = np.searchsorted(ly, max(ya, yb), side="left")
+                for i in range(ia, ib):
+                    counts[base[k] + i - line0[k] + 1] += 1
+    off = np.cumsum(counts)
+    cross = np.empty(off[-1])
+    cross_v = np.empty(off[-1], dtype=np.int64)
+    fill = off[:-1].copy()
+    for k in range(n_planes):
+        for p in range(plane_poly_start[k], plane_poly_start[k + 1]):
+            a = poly_offsets[p]
+            b = poly_offsets[p + 1]
+            for v in range(a, b):
+                w = v + 1 if v + 1 < b else a
+                xa = points_xy[v, 0]
+                ya = points_xy[v, 1]
+                xb = points_xy[w, 0]
+                yb = points_xy[w, 1]
+                if ya == yb:
+                    continue
+                ia = np.searchsorted(ly, min(ya, yb), side="left")
+                ib = np.searchsorted(ly, max(ya, yb), side="left")
+                for i in range(ia, ib):
+                    r = base[k] + i - line0[k]
+                    cross[fill[r]] = xa + (ly[i] - ya) * (xb - xa) / (yb - ya)
+                    cross_v[fill[r]] = v
+                    fill[r] += 1
+    for r in range(off.size - 1):
+        for q in range(off[r] + 1, off[r + 1]):
+            c = cross[q]
+            cv = cross_v[q]
+            i = q
+            while i > off[r] and cross[i - 1] > c:
+                cross[i] = cross[i - 1]
+                cross_v[i] = cross_v[i - 1]
+                i -= 1
+            cross[i] = c
+            cross_v[i] = cv
+    return line0, nline, base, off, cross, cross_v
+
+
+@kernel
+def _plane_rows(points_xy, poly_offsets, plane_poly_start, row_y0, row_dy):
+    """:func:`_plane_lines` on the scan rows ``row_y0 + (j + 0.5) * row_dy``, indexed by ``j``."""
+    ylo = np.inf
+    yhi = -np.inf
+    for v in range(points_xy.shape[0]):
+        ylo = min(ylo, points_xy[v, 1])
+        yhi = max(yhi, points_xy[v, 1])
+    j0 = _row_at_or_above(row_y0, row_dy, ylo)
+    j1 = max(_row_at_or_above(row_y0, row_dy, yhi), j0)
+    ly = np.empty(j1 - j0)
+    for j in range(j0, j1):
+        ly[j - j0] = row_y0 + (j + 0.5) * row_dy
+    row0, nrow, row_base, row_off, cross, cross_v = _plane_lines(
+        points_xy, poly_offsets, plane_poly_start, ly)
+    for k in range(row0.size):
+        row0[k] += j0
+    return row0, nrow, row_base, row_off, cross, cross_v
+
+
+@inline_kernel
+def _edge_cells(points_xy, v, a, b, ox, oy, ncx, ncy, cell):
+    """Cell ranges covered by the bounding box of the edge from vertex ``v`` (polygon ``a:b``)."""
+    w = v + 1 if v + 1 < b else a
+    x1 = points_xy[v, 0]
+    y1 = points_xy[v, 1]
+    x2 = points_xy[w, 0]
+    y2 = points_xy[w, 1]
+    i0 = min(max(int(np.floor((min(x1, x2) - ox) / cell)), 0), ncx - 1)
+    i1 = min(max(int(np.floor((max(x1, x2) - ox) / cell)), 0), ncx - 1)
+    j0 = min(max(int(np.floor((min(y1, y2) - oy) / cell)), 0), ncy - 1)
+    j1 = min(max(int(np.floor((max(y1, y2) - oy) / cell)), 0), ncy - 1)
+    return i0, i1, j0, j1
+
+
+@kernel
+def _edge_grid(points_xy, poly_offsets, plane_poly_start, parea, cell):
+    """Edges of every plane bucketed in square cells of side ``cell`` over the plane's bounding box.
+
+    Plane ``k``'s grid starts at ``origin[k]`` and has ``dims[k] = (ncx, ncy, base)``; cell
+    ``(i, j)`` holds entries ``cell_off[r]:cell_off[r + 1]``, ``r = base + j * ncx + i``: end points
+    ``seg[e] = (x1, y1, x2, y2)`` and polygon ``seg_poly[e]``. A polygon of zero area bounds nothing
+    and is left out, unless the plane has nothing else (a contour drawn down to a line or a point
+    at the tip of a shape is what the shape shrinks to).
+    """
+    n_planes = plane_poly_start.size - 1
+    use = np.ones(poly_offsets.size - 1, dtype=np.bool_)
+    for k in range(n_planes):
+        real = False
+        for p in range(plane_poly_start[k], plane_poly_start[k + 1]):
+            if parea[p] > 0.0:
+                real = True
+        if real:
+            for p in range(plane_poly_start[k], plane_poly_start[k + 1]):
+                use[p] = parea[p] > 0.0
+    origin = np.zeros((n_planes, 2))
+    dims = np.zeros((n_planes, 3), dtype=np.int64)
+    total = 0
+    for k in range(n_planes):
+        x0 = np.inf
+        x1 = -np.inf
+        y0 = np.inf
+        y1 = -np.inf
+        for v in range(poly_offsets[plane_poly_start[k]], poly_offsets[plane_poly_start[k + 1]]):
+            x0 = min(x0, points_xy[v, 0])
+            x1 = max(x1, points_xy[v, 0])
+            y0 = min(y0, points_xy[v, 1])
+            y1 = max(y1, points_xy[v, 1])
+        origin[k, 0] = x0
+        origin[k, 1] = y0
+        dims[k, 0] = int(np.floor((x1 - x0) / cell)) + 1
+        dims[k, 1] = int(np.floor((y1 - y0) / cell)) + 1
+        dims[k, 2] = total
+        total += dims[k, 0] * dims[k, 1]
+    counts = np.zeros(total + 1, dtype=np.int64)
+    for k in range(n_planes):
+        for p in range(plane_poly_start[k], plane_poly_start[k + 1]):
+            if not use[p]:
+                continue
+            a = poly_offsets[p]
+            b = poly_offsets[p + 1]
+            for v in range(a, b):
+                i0, i1, j0, j1 = _edge_cells(points_xy, v, a, b, origin[k, 0], origin[k, 1],
+                                             dims[k, 0], dims[k, 1], cell)
+                for jj in range(j0, j1 + 1):
+                    for ii in range(i0, i1 + 1):
+                        counts[dims[k, 2] + jj * dims[k, 0] + ii + 1] += 1
+    cell_off = np.cumsum(counts)
+    seg = np.empty((cell_off[-1], 4))
+    seg_poly = np.empty(cell_off[-1], dtype=np.int64)
+    fill = cell_off[:-1].copy()
+    for k in range(n_planes):
+        for p in range(plane_poly_start[k], plane_poly_start[k + 1]):
+            if not use[p]:
+                continue
+            a = poly_offsets[p]
+            b = poly_offsets[p + 1]
+            for v in range(a, b):
+                w = v + 1 if v + 1 < b else a
+                i0, i1, j0, j1 = _edge_cells(points_xy, v, a, b, origin[k, 0], origin[k, 1],
+                                             dims[k, 0], dims[k, 1], cell)
+                for jj in range(j0, j1 + 1):
+                    for ii in range(i0, i1 + 1):
+                        r = dims[k, 2] + jj * dims[k, 0] + ii
+                        e = fill[r]
+                        seg[e, 0] = points_xy[v, 0]
+                        seg[e, 1] = points_xy[v, 1]
+                        seg[e, 2] = points_xy[w, 0]
+                        seg[e, 3] = points_xy[w, 1]
+                        seg_poly[e] = p
+                        fill[r] += 1
+    return origin, dims, cell_off, seg, seg_poly
+
+
+@inline_kernel
+def _nearest_edge(origin, dims, cell_off, seg, seg_poly, cell, k, x, y, best, best_p):
+    """Squared distance from ``(x, y)`` to plane ``k``'s nearest edge, and that edge's polygon.
+
+    ``best``/``best_p``: a known squared distance to the boundary and its polygon (or inf, -1).
+    Cells are visited in rings of growing Chebyshev distance until no unvisited cell can be nearer.
+    """
+    ox = origin[k, 0]
+    oy = origin[k, 1]
+    ncx = dims[k, 0]
+    ncy = dims[k, 1]
+    base = dims[k, 2]
+    ci = int(np.floor((x - ox) / cell))
+    cj = int(np.floor((y - oy) / cell))
+    r = max(0, -ci, ci - ncx + 1, -cj, cj - ncy + 1)
+    rmax = max(ci, ncx - 1 - ci, cj, ncy - 1 - cj)
+    while r <= rmax:
+        if r >= 1 and ((r - 1) * cell) ** 2 >= best:
+            break
+        for jj in range(max(cj - r, 0), min(cj + r, ncy - 1) + 1):
+            edge_row = jj == cj - r or jj == cj + r
+            step = 1 if edge_row else 2 * r
+            ii = ci - r
+            while ii <= ci + r:
+                if 0 <= ii < ncx:
+                    # distance from the point to the cell, a lower bound for its edges
+                    gx = max(ox + ii * cell - x, x - (ox + (ii + 1) * cell), 0.0)
+                    gy = max(oy + jj * cell - y, y - (oy + (jj + 1) * cell), 0.0)
+                    if gx * gx + gy * gy < best:
+                        rr = base + jj * ncx + ii
+                        for q in range(cell_off[rr], cell_off[rr + 1]):
+                            d2 = _segment_d2(x, y, seg[q, 0], seg[q, 1], seg[q, 2], seg[q, 3])
+                            if d2 < best:
+                                best = d2
+                                best_p = seg_poly[q]
+                if r == 0:
+                    break
+                ii += step
+        r += 1
+    return best, best_p
+
+
+@inline_kernel
+def _segment_d2(x, y, x1, y1, x2, y2):
+    """Squared distance from ``(x, y)`` to the segment ``(x1, y1)-(x2, y2)``."""
+    dx = x2 - x1
+    dy = y2 - y1
+    l2 = dx * dx + dy * dy
+    t = 0.0
+    if l2 > 0.0:
+        t = ((x - x1) * dx + (y - y1) * dy) / l2
+        t = min(max(t, 0.0), 1.0)
+    ex = x1 + t * dx - x
+    ey = y1 + t * dy - y
+    return ex * ex + ey * ey
+
+
+@inline_kernel
+def _phi(points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin, dims, cell_off, seg,
+         seg_poly, cell, row0, nrow, row_base, row_off, cross, cross_v, k, x, j, row_y0, row_dy):
+    """Implicit value of plane ``k``'s region at ``x`` on row ``j``: ``s (s + 2 L)``, negative
+    inside (the hole's formula flips the roles of inside and outside)."""
+    y = row_y0 + (j + 0.5) * row_dy
+    inside = False
+    best = np.inf
+    best_p = -1
+    if row0[k] <= j < row0[k] + nrow[k]:
+        # the row's crossings: the inside test, and their edges a first bound on the distance
+        r = row_base[k] + j - row0[k]
+        for q in range(row_off[r], row_off[r + 1]):
+            if cross[q] < x:
+                inside = not inside
+            v = cross_v[q]
+            p = poly_of_v[v]
+            w = v + 1 if v + 1 < poly_offsets[p + 1] else poly_offsets[p]
+            d2 = _segment_d2(x, y, points_xy[v, 0], points_xy[v, 1], points_xy[w, 0],
+                             points_xy[w, 1])
+            if d2 < best:
+                best = d2
+                best_p = p
+    d2, p = _nearest_edge(origin, dims, cell_off, seg, seg_poly, cell, k, x, y, best, best_p)
+    s = np.sqrt(d2)
+    if inside:
+        s = -s
+    lt = half_thick[p]
+    sg = poly_sign[p]
+    u = sg * s
+    if u < -lt:
+        u = -lt
+    return sg * u * (u + 2.0 * lt)
+
+
+@inline_kernel
+def _hermite(t, p0, p1, m0, m1):
+    t2 = t * t
+    t3 = t2 * t
+    f = ((2 * t3 - 3 * t2 + 1) * p0 + (t3 - 2 * t2 + t) * m0 + (3 * t2 - 2 * t3) * p1
+         + (t3 - t2) * m1)
+    fp = (6 * t2 - 6 * t) * (p0 - p1) + (3 * t2 - 4 * t + 1) * m0 + (3 * t2 - 2 * t) * m1
+    return f, fp
+
+
+@inline_kernel
+def _surface_t(pl, pa, pb, ph, has_lo, has_hi, h0, h1, h2):
+    """Zero in ``[0, 1]`` of the monotone cubic through ``pa`` (t = 0) and ``pb`` (t = 1).
+
+    ``pl``/``ph`` are the values at the planes below/above (used when ``has_lo``/``has_hi``), at
+    distances ``h0``/``h2``; ``h1`` is the layer's thickness. ``pa`` and ``pb`` have opposite signs.
+    """
+    dd = pb - pa
+    if dd == 0.0:
+        return 0.5
+    d1 = dd / h1
+    d0 = (pa - pl) / h0 if has_lo else 0.0
+    d2 = (ph - pb) / h2 if has_hi else 0.0
+    # three-point derivatives: exact when phi is quadratic in z
+    if has_lo:
+        ma = (h1 * d0 + h0 * d1) / (h0 + h1)
+    elif has_hi:
+        ma = ((2.0 * h1 + h2) * d1 - h1 * d2) / (h1 + h2)
+    else:
+        ma = d1
+    if has_hi:
+        mb = (h2 * d1 + h1 * d2) / (h1 + h2)
+    elif has_lo:
+        mb = ((2.0 * h1 + h0) * d1 - h1 * d0) / (h0 + h1)
+    else:
+        mb = d1
+    # Fritsch-Carlson: the cubic stays monotone between the planes, so it has one zero
+    al = max(ma / d1, 0.0)
+    be = max(mb / d1, 0.0)
+    n2 = al * al + be * be
+    if n2 > 9.0:
+        f = 3.0 / np.sqrt(n2)
+        al *= f
+        be *= f
+    # orient so that the cubic increases
+    sg = 1.0 if dd > 0.0 else -1.0
+    q0 = sg * pa
+    q1 = sg * pb
+    m0 = al * sg * dd
+    m1 = be * sg * dd
+    lo_t = 0.0
+    hi_t = 1.0
+    t = -q0 / (q1 - q0)
+    for _ in range(60):
+        f, fp = _hermite(t, q0, q1, m0, m1)
+        if f == 0.0:
+            return t
+        if f < 0.0:
+            lo_t = t
+        else:
+            hi_t = t
+        if hi_t - lo_t < 1e-12:
+            break
+        tn = t - f / fp if fp > 0.0 else -1.0
+        if tn <= lo_t or tn >= hi_t:
+            tn = 0.5 * (lo_t + hi_t)
+        if abs(tn - t) < 1e-13:
+            t = tn
+            break
+        t = tn
+    return t
+
+
+@kernel
+def _row_weights(points_xy, poly_offsets, plane_poly_start, poly_sign, thin, row0, nrow, row_base,
+                 row_off, cross, row_y0, row_dy):
+    """Per plane and scan row: exact area of the region in the row's band / length x row_dy.
+
+    The scan line at the band's centre stands for the whole band, which is exact while the
+    region's width changes linearly across the band; at a flat top or bottom (an edge along x) the
+    error is of first order. The exact band areas come from the edges (the integral of x dy over
+    each edge's part inside the band); a band whose centre misses the region hands its area to the
+    nearest band that has a scan interval. Thin polygons (between rows) are left out: they are
+    kept whole elsewhere.
+    """
+    wrow = np.ones(row_off.size - 1)
+    for k in range(plane_poly_start.size - 1):
+        if nrow[k] == 0:
+            continue
+        ylo = np.inf
+        yhi = -np.inf
+        for v in range(poly_offsets[plane_poly_start[k]], poly_offsets[plane_poly_start[k + 1]]):
+            ylo = min(ylo, points_xy[v, 1])
+            yhi = max(yhi, points_xy[v, 1])
+        b0 = int(np.floor((ylo - row_y0) / row_dy))
+        b1 = int(np.floor((yhi - row_y0) / row_dy))
+        nb = b1 - b0 + 1
+        area = np.zeros(nb)
+        length = np.zeros(nb)
+        for j in range(max(b0, row0[k]), min(b1 + 1, row0[k] + nrow[k])):
+            r = row_base[k] + j - row0[k]
+            for q in range(row_off[r], row_off[r + 1] - 1, 2):
+                length[j - b0] += (cross[q + 1] - cross[q]) * row_dy
+        perimeter = 0.0
+        for p in range(plane_poly_start[k], plane_poly_start[k + 1]):
+            if thin[p]:
+                continue
+            a = poly_offsets[p]
+            b = poly_offsets[p + 1]
+            area2 = 0.0
+            for v in range(a, b):
+                w = v + 1 if v + 1 < b else a
+                area2 += points_xy[v, 0] * points_xy[w, 1] - points_xy[w, 0] * points_xy[v, 1]
+                perimeter += np.sqrt((points_xy[w, 0] - points_xy[v, 0]) ** 2
+                                     + (points_xy[w, 1] - points_xy[v, 1]) ** 2)
+            if area2 == 0.0:
+                continue
+            f = poly_sign[p] * (1.0 if area2 > 0.0 else -1.0)
+            for v in range(a, b):
+                w = v + 1 if v + 1 < b else a
+                x1 = points_xy[v, 0]
+                y1 = points_xy[v, 1]
+                x2 = points_xy[w, 0]
+                y2 = points_xy[w, 1]
+                if y1 == y2:
+                    continue
+                ya = min(y1, y2)
+                yb = max(y1, y2)
+                sgn = 1.0 if y2 > y1 else -1.0
+                ba = max(int(np.floor((ya - row_y0) / row_dy)), b0)
+                bb = min(int(np.floor((yb - row_y0) / row_dy)), b1)
+                for bnd in range(ba, bb + 1):
+                    u0 = max(ya, row_y0 + bnd * row_dy)
+                    u1 = min(yb, row_y0 + (bnd + 1) * row_dy)
+                    if u1 > u0:
+                        um = 0.5 * (u0 + u1)
+                        xm = x1 + (um - y1) * (x2 - x1) / (y2 - y1)
+                        area[bnd - b0] += f * sgn * (u1 - u0) * xm
+        for i in range(nb):
+            if length[i] > 0.0 or area[i] == 0.0:
+                continue
+            for d in range(1, nb):
+                if i - d >= 0 and length[i - d] > 0.0:
+                    area[i - d] += area[i]
+                    break
+                if i + d < nb and length[i + d] > 0.0:
+                    area[i + d] += area[i]
+                    break
+        # self-intersecting or overlapping polygons break the integral's even-odd bookkeeping;
+        # that shows as a total far beyond what the midpoint rule can miss (half a row along
+        # the whole outline): keep the plain scan lines then
+        if abs(area.sum() - length.sum()) > 0.5 * perimeter * row_dy:
+            continue
+        for j in range(max(b0, row0[k]), min(b1 + 1, row0[k] + nrow[k])):
+            i = j - b0
+            if length[i] > 0.0 and area[i] > 0.0:
+                wrow[row_base[k] + j - row0[k]] = area[i] / length[i]
+    return wrow
+
+
+@inline_kernel
+def _pchip_slope(kx, kt, n, i):
+    """Fritsch-Carlson slope at knot ``i`` of the piecewise cubic through ``(kx, kt)[:n]``."""
+    if n < 2:
+        return 0.0
+    if i == 0 or i == n - 1:
+        # one-sided three-point slope, kept monotone
+        if n == 2:
+            return (kt[1] - kt[0]) / (kx[1] - kx[0])
+        if i == 0:
+            h0 = kx[1] - kx[0]
+            h1 = kx[2] - kx[1]
+            d0 = (kt[1] - kt[0]) / h0
+            d1 = (kt[2] - kt[1]) / h1
+        else:
+            h0 = kx[n - 1] - kx[n - 2]
+            h1 = kx[n - 2] - kx[n - 3]
+            d0 = (kt[n - 1] - kt[n - 2]) / h0
+            d1 = (kt[n - 2] - kt[n - 3]) / h1
+        m = ((2.0 * h0 + h1) * d0 - h0 * d1) / (h0 + h1)
+        if m * d0 <= 0.0:
+            return 0.0
+        if d0 * d1 <= 0.0 and abs(m) > 3.0 * abs(d0):
+            return 3.0 * d0
+        return m
+    h0 = kx[i] - kx[i - 1]
+    h1 = kx[i + 1] - kx[i]
+    d0 = (kt[i] - kt[i - 1]) / h0
+    d1 = (kt[i + 1] - kt[i]) / h1
+    if d0 * d1 <= 0.0:
+        return 0.0
+    w0 = 2.0 * h1 + h0
+    w1 = h1 + 2.0 * h0
+    return (w0 + w1) / (w0 / d0 + w1 / d1)
+
+
+@inline_kernel
+def _pchip(kx, kt, n, i, x):
+    """Monotone piecewise cubic through the knots ``(kx, kt)[:n]`` at ``x`` in knot interval
+    ``i``."""
+    h = kx[i + 1] - kx[i]
+    u = (x - kx[i]) / h
+    m0 = _pchip_slope(kx, kt, n, i) * h
+    m1 = _pchip_slope(kx, kt, n, i + 1) * h
+    f, _ = _hermite(u, kt[i], kt[i + 1], m0, m1)
+    return f
+
+
+@kernel
+def structure_dvh(points_xy, poly_offsets, plane_poly_start, planes_z, layer_a, layer_b,
+                  layer_z0, layer_z1, below, above, dose, xs, ys, zs, extent, row_y0, row_dy,
+                  bin_lo, bin_width, n_bins):
     """Histogram one structure's dose.
 
     Parameters
@@ -126,8 +995,15 @@ def structure_dvh(points_xy, poly_offsets, plane_poly_start, slab_lo, slab_hi,
         Vertex ranges of the polygons.
     plane_poly_start : (nplanes + 1,) int64
         Polygon ranges of the planes.
-    slab_lo, slab_hi : (nplanes,) float64
-        z extent of each plane's slab, mm.
+    planes_z : (nplanes,) float64
+        Plane positions, mm, ascending.
+    layer_a, layer_b : (nlayers,) int64
+        Planes bounding each layer: equal for a slab of plane ``a``, ``b = a + 1`` for an
+        interpolated layer.
+    layer_z0, layer_z1 : (nlayers,) float64
+        z extent of each layer, mm (``planes_z[a]``, ``planes_z[b]`` for an interpolated layer).
+    below, above : (nplanes,) int64
+        Neighbouring plane in the same run (no gap), or -1: the outer points of the cubic.
     dose : (nz, ny, nx) float64
         Dose at the grid nodes, Gy.
     xs, ys, zs : float64
@@ -154,191 +1030,360 @@ def structure_dvh(points_xy, poly_offsets, plane_poly_start, slab_lo, slab_hi,
     step1 = np.zeros(n_bins + 3)
     lo = bin_lo
     hi = bin_lo + n_bins * bin_width
-    covered = 0.0
-    uncovered = 0.0
-    dsum = 0.0
-    dmin = np.inf
-    dmax = -np.inf
-    n_el = 0
-    n_planes = slab_lo.size
-    nmax = points_xy.shape[0]
-    ex1 = np.empty(nmax)
-    ey1 = np.empty(nmax)
-    ex2 = np.empty(nmax)
-    ey2 = np.empty(nmax)
-    cross = np.empty(nmax + 1)
-    sub = np.empty(zs.size + 2)
+    acc = np.zeros(6)
+    acc[3] = np.inf
+    acc[4] = -np.inf
+    ex0 = extent[0, 0]
+    ex1 = extent[0, 1]
+    ey0 = extent[1, 0]
+    ey1 = extent[1, 1]
+    ez0 = extent[2, 0]
+    ez1 = extent[2, 1]
     nx = xs.size
+    n_planes = planes_z.size
+    npoly = poly_offsets.size - 1
+    poly_of_v = np.empty(points_xy.shape[0], dtype=np.int64)
+    for p in range(npoly):
+        poly_of_v[poly_offsets[p]:poly_offsets[p + 1]] = p
+    half_thick, poly_sign, parea, pcx, pcy, pylo, pyhi = _polygon_table(
+        points_xy, poly_offsets, plane_poly_start)
+    row0, nrow, row_base, row_off, cross, cross_v = _plane_rows(
+        points_xy, poly_offsets, plane_poly_start, row_y0, row_dy)
+    nl0, nnl, nl_base, nl_off, ncross, _ = _plane_lines(
+        points_xy, poly_offsets, plane_poly_start, ys)
+    plane_ylo = np.empty(n_planes)
+    plane_yhi = np.empty(n_planes)
     for k in range(n_planes):
-        # edge table of the plane
-        ne = 0
-        ylo = np.inf
-        yhi = -np.inf
+        plane_ylo[k] = np.inf
+        plane_yhi[k] = -np.inf
         for p in range(plane_poly_start[k], plane_poly_start[k + 1]):
-            a = poly_offsets[p]
-            b = poly_offsets[p + 1]
-            for v in range(a, b):
-                w_ = v + 1 if v + 1 < b else a
-                y1 = points_xy[v, 1]
-                y2 = points_xy[w_, 1]
-                if y1 < ylo:
-                    ylo = y1
-                if y1 > yhi:
-                    yhi = y1
-                if y1 == y2:
-                    continue
-                ex1[ne] = points_xy[v, 0]
-                ey1[ne] = y1
-                ex2[ne] = points_xy[w_, 0]
-                ey2[ne] = y2
-                ne += 1
-        if ne == 0:
+            plane_ylo[k] = min(plane_ylo[k], pylo[p])
+            plane_yhi[k] = max(plane_yhi[k], pyhi[p])
+    # a polygon thinner than the row spacing may fall between rows: it is kept as one element
+    # at its centroid so that its volume and dose are not lost
+    thin = np.zeros(npoly, dtype=np.bool_)
+    for p in range(npoly):
+        j = _row_at_or_above(row_y0, row_dy, pylo[p])
+        thin[p] = row_y0 + (j + 0.5) * row_dy >= pyhi[p] and parea[p] > 0.0
+    # the distance search's cells: about the size of the distances searched
+    cell = 4.0 * row_dy
+    wrow = _row_weights(points_xy, poly_offsets, plane_poly_start, poly_sign, thin, row0, nrow,
+                        row_base, row_off, cross, row_y0, row_dy)
+    interpolated = False
+    for li in range(layer_a.size):
+        if layer_a[li] != layer_b[li]:
+            interpolated = True
+    if interpolated:
+        origin, dims, cell_off, seg, seg_poly = _edge_grid(
+            points_xy, poly_offsets, plane_poly_start, parea, cell)
+    else:
+        origin = np.zeros((1, 2))
+        dims = np.zeros((1, 3), dtype=np.int64)
+        cell_off = np.zeros(2, dtype=np.int64)
+        seg = np.zeros((1, 4))
+        seg_poly = np.zeros(1, dtype=np.int64)
+    # z pieces of the current layer (lz_*) and of one column (cz_*)
+    nzb = zs.size + 2
+    lz_i0 = np.empty(nzb, dtype=np.int64)
+    lz_i1 = np.empty(nzb, dtype=np.int64)
+    lz_t = np.empty(nzb)
+    lz_s = np.empty(nzb)
+    lz_h = np.empty(nzb)
+    lz_tau = np.empty(nzb)
+    lz_w = np.empty(nzb)
+    cz_i0 = np.empty(nzb, dtype=np.int64)
+    cz_i1 = np.empty(nzb, dtype=np.int64)
+    cz_t = np.empty(nzb)
+    cz_s = np.empty(nzb)
+    cz_h = np.empty(nzb)
+    fv = np.empty(4)
+    # knots of the surface along one row part: x and t
+    nkn = int((points_xy[:, 0].max() - points_xy[:, 0].min()) / (SAMPLE_ROWS * row_dy)) + 8
+    kx = np.empty(nkn)
+    kt = np.empty(nkn)
+    ts_buf = np.empty(xs.size + ys.size + 8)
+
+    for li in range(layer_a.size):
+        a = layer_a[li]
+        b = layer_b[li]
+        z0 = layer_z0[li]
+        z1 = layer_z1[li]
+        if z1 <= z0:
             continue
-        # sub-slabs: the slab clipped to the covered z range, split at z nodes
-        z0 = slab_lo[k]
-        z1 = slab_hi[k]
-        zc0 = max(z0, extent[2, 0])
-        zc1 = min(z1, extent[2, 1])
-        thick = z1 - z0
+        slab = a == b
+        zc0 = max(z0, ez0)
+        zc1 = min(z1, ez1)
         cthick = zc1 - zc0 if zc1 > zc0 else 0.0
-        ns = 0
-        if cthick > 0:
-            sub[0] = zc0
-            ns = 1
-            for m in range(zs.size):
-                if zs[m] > zc0 and zs[m] < zc1:
-                    sub[ns] = zs[m]
-                    ns += 1
-            sub[ns] = zc1
-        if ns > 0:
+        n_lz = 0
+        if cthick > 0.0:
+            n_lz = _zcells(zs, zc0, zc1, lz_i0, lz_i1, lz_t, lz_s, lz_h)
+            zz = zc0
+            for q in range(n_lz):
+                lz_tau[q] = (zz + 0.5 * lz_h[q] - z0) / (z1 - z0)
+                zz += lz_h[q]
+        # thin polygons: a slab's over the whole layer; between planes, each plane's over the
+        # half of the layer next to it
+        zm = 0.5 * (z0 + z1)
+        for side in range(1 if slab else 2):
+            k = a if side == 0 else b
+            tz0 = z0 if (slab or side == 0) else zm
+            tz1 = z1 if (slab or side == 1) else zm
             for p in range(plane_poly_start[k], plane_poly_start[k + 1]):
-                a = poly_offsets[p]
-                b = poly_offsets[p + 1]
-                pylo = np.inf
-                pyhi = -np.inf
-                area2 = 0.0
-                cxs = 0.0
-                cys = 0.0
-                for v in range(a, b):
-                    w_ = v + 1 if v + 1 < b else a
-                    x1 = points_xy[v, 0]
-                    y1 = points_xy[v, 1]
-                    x2 = points_xy[w_, 0]
-                    y2 = points_xy[w_, 1]
-                    cr = x1 * y2 - x2 * y1
-                    area2 += cr
-                    cxs += (x1 + x2) * cr
-                    cys += (y1 + y2) * cr
-                    pylo = min(pylo, y1)
-                    pyhi = max(pyhi, y1)
-                    # surface-exact extremes: every vertex at both ends of the covered slab
-                    if (extent[0, 0] <= x1 <= extent[0, 1]) and (extent[1, 0] <= y1 <= extent[1, 1]):
-                        for zz in (zc0, zc1):
-                            val, gx, gy, gz = _trilinear_grad(dose, xs, ys, zs, x1, y1, zz)
-                            if val < dmin:
-                                dmin = val
-                            if val > dmax:
-                                dmax = val
-                # a polygon thinner than the row spacing may fall between rows: keep it as one
-                # element at its centroid so that its volume and dose are not lost
-                jf = int(np.ceil((pylo - row_y0) / row_dy - 0.5))
-                if row_y0 + (jf + 0.5) * row_dy >= pyhi and area2 != 0.0:
-                    area = 0.5 * abs(area2)
-                    pxc = cxs / (3.0 * area2)
-                    pyc = cys / (3.0 * area2)
-                    if not ((extent[0, 0] <= pxc <= extent[0, 1]) and (extent[1, 0] <= pyc <= extent[1, 1])):
-                        uncovered += area * thick
-                        continue
-                    uncovered += area * (thick - cthick)
-                    size = np.sqrt(area)
-                    for s in range(ns):
-                        h = sub[s + 1] - sub[s]
-                        zc = 0.5 * (sub[s] + sub[s + 1])
-                        val, gx, gy, gz = _trilinear_grad(dose, xs, ys, zs, pxc, pyc, zc)
-                        w = area * h
-                        half = 0.5 * np.sqrt((gx * size) ** 2 + (gy * size) ** 2 + (gz * h) ** 2)
-                        if val - half < dmin:
-                            dmin = val - half
-                        if val + half > dmax:
-                            dmax = val + half
-                        covered += w
-                        dsum += w * val
-                        n_el += 1
-                        _accumulate(ramp2, step1, lo, hi, bin_width, val - half, val + half, w)
-        j0 = int(np.floor((ylo - row_y0) / row_dy))
-        j1 = int(np.ceil((yhi - row_y0) / row_dy))
-        for j in range(j0, j1 + 1):
+                if not thin[p]:
+                    continue
+                area = parea[p]
+                if not ((ex0 <= pcx[p] <= ex1) and (ey0 <= pcy[p] <= ey1)):
+                    acc[1] += area * (tz1 - tz0)
+                    continue
+                c0 = max(tz0, ez0)
+                c1 = min(tz1, ez1)
+                acc[1] += area * ((tz1 - tz0) - max(c1 - c0, 0.0))
+                if c1 <= c0:
+                    continue
+                ncz = _zcells(zs, c0, c1, cz_i0, cz_i1, cz_t, cz_s, cz_h)
+                ix0, ix1, tx, sx = _axis(xs, np.searchsorted(xs, pcx[p], side="right"), pcx[p])
+                iy0, iy1, ty, sy = _axis(ys, np.searchsorted(ys, pcy[p], side="right"), pcy[p])
+                size = np.sqrt(area)
+                for q in range(ncz):
+                    _element(acc, ramp2, step1, lo, hi, bin_width, dose, ix0, ix1, tx, sx,
+                             iy0, iy1, ty, sy, cz_i0[q], cz_i1[q], cz_t[q], cz_s[q],
+                             area * cz_h[q], size, size, cz_h[q])
+
+        ylo = min(plane_ylo[a], plane_ylo[b])
+        yhi = max(plane_yhi[a], plane_yhi[b])
+        ja = min(row0[a], row0[b])
+        jb = max(row0[a] + nrow[a], row0[b] + nrow[b])
+        h1 = planes_z[b] - planes_z[a]
+        nlo = below[a]
+        nhi = above[b]
+        h0 = planes_z[a] - planes_z[nlo] if nlo >= 0 else 0.0
+        h2 = planes_z[nhi] - planes_z[b] if nhi >= 0 else 0.0
+        for j in range(ja, jb):
             yr = row_y0 + (j + 0.5) * row_dy
-            if yr < ylo or yr >= yhi:
-                continue
-            nc = 0
-            for e in range(ne):
-                a1 = ey1[e]
-                a2 = ey2[e]
-                if (a1 <= yr and yr < a2) or (a2 <= yr and yr < a1):
-                    xc = ex1[e] + (yr - a1) * (ex2[e] - ex1[e]) / (a2 - a1)
-                    # insertion into the sorted crossing list
-                    q = nc
-                    while q > 0 and cross[q - 1] > xc:
-                        cross[q] = cross[q - 1]
-                        q -= 1
-                    cross[q] = xc
-                    nc += 1
-            row_in = extent[1, 0] <= yr and yr <= extent[1, 1]
-            # a row band reaching past the plane's outline spreads dose only over the part inside
+            row_in = ey0 <= yr <= ey1
+            # a row band reaching past the outline spreads dose only over the part inside
             band = min(row_dy, 2.0 * (yr - ylo), 2.0 * (yhi - yr))
-            for q in range(0, nc - 1, 2):
-                xa = cross[q]
-                xb = cross[q + 1]
-                length = xb - xa
-                if length <= 0.0:
-                    continue
-                if not row_in or cthick <= 0.0:
-                    uncovered += length * row_dy * thick
-                    continue
-                uncovered += length * row_dy * (thick - cthick)
-                xa_c = max(xa, extent[0, 0])
-                xb_c = min(xb, extent[0, 1])
-                if xb_c <= xa_c:
-                    uncovered += length * row_dy * cthick
-                    continue
-                uncovered += (length - (xb_c - xa_c)) * row_dy * cthick
-                xs0 = xa_c
-                m = np.searchsorted(xs, xa_c, side="right")
-                while True:
-                    xe = xb_c
-                    if m < nx and xs[m] < xb_c:
-                        xe = xs[m]
-                    lp = xe - xs0
-                    if lp > 0.0:
-                        xc = 0.5 * (xs0 + xe)
-                        for s in range(ns):
-                            h = sub[s + 1] - sub[s]
-                            zc = 0.5 * (sub[s] + sub[s + 1])
-                            val, gx, gy, gz = _trilinear_grad(dose, xs, ys, zs, xc, yr, zc)
-                            w = lp * row_dy * h
-                            half = 0.5 * np.sqrt((gx * lp) ** 2 + (gy * band) ** 2 + (gz * h) ** 2)
-                            lo_d = val - half
-                            hi_d = val + half
-                            if lo_d < dmin:
-                                dmin = lo_d
-                            if hi_d > dmax:
-                                dmax = hi_d
-                            covered += w
-                            dsum += w * val
-                            n_el += 1
-                            _accumulate(ramp2, step1, lo, hi, bin_width, lo_d, hi_d, w)
-                    if xe >= xb_c:
-                        break
-                    xs0 = xe
-                    m += 1
+            iy0, iy1, ty, sy = _axis(ys, np.searchsorted(ys, yr, side="right"), yr)
+            qa = 0
+            ea = 0
+            wa = 1.0
+            if row0[a] <= j < row0[a] + nrow[a]:
+                r = row_base[a] + j - row0[a]
+                qa = row_off[r]
+                ea = row_off[r + 1]
+                wa = wrow[r]
+            qb = 0
+            eb = 0
+            wb = wa
+            if not slab and row0[b] <= j < row0[b] + nrow[b]:
+                r = row_base[b] + j - row0[b]
+                qb = row_off[r]
+                eb = row_off[r + 1]
+                wb = wrow[r]
+            # band-area weights (_row_weights), linear in z between the planes
+            w_cov = 0.0
+            for q in range(n_lz):
+                lz_w[q] = wa + (wb - wa) * lz_tau[q]
+                w_cov += lz_h[q] * lz_w[q]
+            w_all = (z1 - z0) * 0.5 * (wa + wb)
+            in_a = False
+            in_b = slab
+            xprev = 0.0
+            prev_from_a = True
+            while qa < ea or qb < eb:
+                if qb >= eb or (qa < ea and cross[qa] <= cross[qb]):
+                    xn = cross[qa]
+                    from_a = True
+                else:
+                    xn = cross[qb]
+                    from_a = False
+                if (in_a or (in_b and not slab)) and xn > xprev:
+                    full = in_a and in_b
+                    # the segment in three parts: before, inside and beyond the covered x range
+                    for part in range(3):
+                        if part == 0:
+                            pa_ = xprev
+                            pb_ = min(xn, ex0)
+                        elif part == 1:
+                            pa_ = max(xprev, ex0)
+                            pb_ = min(xn, ex1)
+                        else:
+                            pa_ = max(xprev, ex1)
+                            pb_ = xn
+                        if pb_ <= pa_:
+                            continue
+                        covered = part == 1 and row_in
+                        if full:
+                            if not covered:
+                                acc[1] += (pb_ - pa_) * row_dy * w_all
+                                continue
+                            acc[1] += (pb_ - pa_) * row_dy * (w_all - w_cov)
+                        if full:
+                            x_lo = pa_
+                            m = np.searchsorted(xs, pa_, side="right")
+                            while True:
+                                x_hi = pb_
+                                if m < nx and xs[m] < pb_:
+                                    x_hi = xs[m]
+                                lp = x_hi - x_lo
+                                if lp > 0.0:
+                                    ix0, ix1, tx, sx = _axis(xs, m, 0.5 * (x_lo + x_hi))
+                                    for q in range(n_lz):
+                                        _element(acc, ramp2, step1, lo, hi, bin_width, dose,
+                                                 ix0, ix1, tx, sx, iy0, iy1, ty, sy,
+                                                 lz_i0[q], lz_i1[q], lz_t[q], lz_s[q],
+                                                 lp * row_dy * lz_h[q] * lz_w[q], lp, band,
+                                                 lz_h[q])
+                                if x_hi >= pb_:
+                                    break
+                                x_lo = x_hi
+                                m += 1
+                            continue
+                        # inside one plane only: the column under the interpolated surface.
+                        # Its height is known where the part ends on an outline (none on the
+                        # inside plane's, full on the other's); in between the surface is found
+                        # at samples SAMPLE_ROWS rows apart and taken as linear between them
+                        t_none = 0.0 if in_a else 1.0
+                        t_full = 1.0 - t_none
+                        length = pb_ - pa_
+                        n_c = int(np.ceil(length / (SAMPLE_ROWS * row_dy)))
+                        n_k = 0
+                        if pa_ == xprev:
+                            kx[0] = pa_
+                            kt[0] = t_none if prev_from_a == in_a else t_full
+                            n_k = 1
+                        for ci in range(n_c):
+                            xc = pa_ + (ci + 0.5) * length / n_c
+                            for w_ in range(4):
+                                k = a if w_ == 0 else (b if w_ == 1 else (nlo if w_ == 2 else nhi))
+                                if k < 0:
+                                    fv[w_] = 0.0
+                                    continue
+                                fv[w_] = _phi(points_xy, poly_offsets, poly_of_v, half_thick,
+                                              poly_sign, origin, dims, cell_off, seg, seg_poly,
+                                              cell, row0, nrow, row_base, row_off, cross,
+                                              cross_v, k, xc, j, row_y0, row_dy)
+                            # the scan line decides the side; a distance of ~0 cannot flip it
+                            if in_a:
+                                fv[0] = min(fv[0], 0.0)
+                                fv[1] = max(fv[1], 0.0)
+                            else:
+                                fv[0] = max(fv[0], 0.0)
+                                fv[1] = min(fv[1], 0.0)
+                            kx[n_k] = xc
+                            kt[n_k] = _surface_t(fv[2], fv[0], fv[1], fv[3], nlo >= 0, nhi >= 0,
+                                                 h0, h1, h2)
+                            n_k += 1
+                        if pb_ == xn:
+                            kx[n_k] = pb_
+                            kt[n_k] = t_none if from_a == in_a else t_full
+                            n_k += 1
+                        nsub = int(np.ceil(length / row_dy))
+                        ls = length / nsub
+                        kq = 0
+                        for si in range(nsub):
+                            xs0 = pa_ + si * ls
+                            xs1 = pb_ if si == nsub - 1 else pa_ + (si + 1) * ls
+                            xc = 0.5 * (xs0 + xs1)
+                            while kq < n_k - 2 and kx[kq + 1] < xc:
+                                kq += 1
+                            if n_k == 1 or xc <= kx[0]:
+                                t = kt[0]
+                            elif xc >= kx[n_k - 1]:
+                                t = kt[n_k - 1]
+                            else:
+                                t = _pchip(kx, kt, n_k, kq, xc)
+                            zsurf = z0 + t * (z1 - z0)
+                            c0 = z0 if in_a else zsurf
+                            c1 = zsurf if in_a else z1
+                            wd = wa if in_a else wb
+                            if not covered:
+                                acc[1] += (xs1 - xs0) * row_dy * wd * (c1 - c0)
+                                continue
+                            d0 = max(c0, ez0)
+                            d1 = min(c1, ez1)
+                            acc[1] += (xs1 - xs0) * row_dy * wd * ((c1 - c0) - max(d1 - d0, 0.0))
+                            if d1 <= d0:
+                                continue
+                            ncz = _zcells(zs, d0, d1, cz_i0, cz_i1, cz_t, cz_s, cz_h)
+                            # the column's ends and z nodes: points of the interpolated surface
+                            ix0, ix1, tx, sx = _axis(xs, np.searchsorted(xs, xc, side="right"), xc)
+                            zz = d0
+                            for q in range(ncz):
+                                if q == 0:
+                                    _update(acc, _bilinear(dose, cz_i0[q], cz_i1[q],
+                                                           _frac(zs, cz_i0[q], cz_i1[q], zz),
+                                                           iy0, iy1, ix0, ix1, tx, ty))
+                                zz += cz_h[q]
+                                _update(acc, _bilinear(dose, cz_i0[q], cz_i1[q],
+                                                       _frac(zs, cz_i0[q], cz_i1[q], zz),
+                                                       iy0, iy1, ix0, ix1, tx, ty))
+                            x_lo = xs0
+                            m = np.searchsorted(xs, xs0, side="right")
+                            while True:
+                                x_hi = xs1
+                                if m < nx and xs[m] < xs1:
+                                    x_hi = xs[m]
+                                lp = x_hi - x_lo
+                                if lp > 0.0:
+                                    ix0, ix1, tx, sx = _axis(xs, m, 0.5 * (x_lo + x_hi))
+                                    for q in range(ncz):
+                                        _element(acc, ramp2, step1, lo, hi, bin_width, dose,
+                                                 ix0, ix1, tx, sx, iy0, iy1, ty, sy,
+                                                 cz_i0[q], cz_i1[q], cz_t[q], cz_s[q],
+                                                 lp * row_dy * wd * cz_h[q], lp, band, cz_h[q])
+                                if x_hi >= xs1:
+                                    break
+                                x_lo = x_hi
+                                m += 1
+                if from_a:
+                    in_a = not in_a
+                    qa += 1
+                else:
+                    in_b = not in_b
+                    qb += 1
+                xprev = xn
+                prev_from_a = from_a
+    # surface-exact extremes, after the elements so that their centres prune most cells: a slab's
+    # region at its ends and at the z nodes inside it; a plane's region on the plane; nodes inside
+    # both planes at the z nodes between them
+    for li in range(layer_a.size):
+        a = layer_a[li]
+        b = layer_b[li]
+        z0 = layer_z0[li]
+        z1 = layer_z1[li]
+        if z1 <= z0:
+            continue
+        zc0 = max(z0, ez0)
+        zc1 = min(z1, ez1)
+        zn = np.searchsorted(zs, zc0, side="right")
+        if a == b and zc1 > zc0:
+            zz = zc0
+            while True:
+                _edge_extremes(points_xy, poly_offsets, plane_poly_start[a],
+                               plane_poly_start[a + 1], zz, dose, xs, ys, zs, extent, ts_buf, acc)
+                _node_extremes(nl0, nnl, nl_base, nl_off, ncross, a, -1, zz, dose, xs, zs, acc)
+                if zz >= zc1:
+                    break
+                zz = zs[zn] if (zn < zs.size and zs[zn] < zc1) else zc1
+                zn += 1
+        elif a != b:
+            if ez0 <= z0 <= ez1:
+                _edge_extremes(points_xy, poly_offsets, plane_poly_start[a],
+                               plane_poly_start[a + 1], z0, dose, xs, ys, zs, extent, ts_buf, acc)
+                _node_extremes(nl0, nnl, nl_base, nl_off, ncross, a, -1, z0, dose, xs, zs, acc)
+            while zn < zs.size and zs[zn] < zc1:
+                _node_extremes(nl0, nnl, nl_base, nl_off, ncross, a, b, zs[zn], dose, xs, zs, acc)
+                # an outline repeated on both planes is a wall: no samples between the planes
+                # cover it, so its edges are candidates at the z nodes too
+                for p in range(plane_poly_start[a], plane_poly_start[a + 1]):
+                    if _has_twin(points_xy, poly_offsets, p, plane_poly_start[b],
+                                 plane_poly_start[b + 1]):
+                        _edge_extremes(points_xy, poly_offsets, p, p + 1, zs[zn], dose, xs, ys,
+                                       zs, extent, ts_buf, acc)
+                zn += 1
     stats = np.empty(6)
-    stats[0] = covered
-    stats[1] = uncovered
-    stats[2] = dsum
-    stats[3] = dmin
-    stats[4] = dmax
-    stats[5] = n_el
+    stats[:] = acc
     return ramp2, step1, stats
 
 

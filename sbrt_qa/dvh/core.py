@@ -2,17 +2,26 @@
 
 Conventions
 -----------
-Volume (slab model)
-    Each contour plane stands for a slab reaching half-way to its neighbouring planes; the first
-    and last planes extend half a spacing outwards, where the spacing is the structure's median
-    plane spacing (for a single-plane structure: the structure set's median spacing). A jump of
-    more than ``GAP_FACTOR`` times the median spacing between two planes is a gap (separate parts),
-    each side extending half a median spacing. This is the convention of the Nelms 2015 analytic
-    benchmark.
+Extent along z
+    The structure reaches from half a spacing below its first plane to half a spacing above its
+    last, where the spacing is the structure's median plane spacing (for a single-plane
+    structure: the structure set's median spacing). A jump of more than ``GAP_FACTOR`` times the
+    median spacing between two planes is a gap (separate parts), each side extending half a
+    median spacing. This is the convention of the Nelms 2015 analytic benchmark.
+Shape between planes (default: ``interpolate=True``)
+    Beyond the end planes (the caps, half a spacing) the end contour is held constant. Between two
+    adjacent planes the shape is interpolated from the contours (shape-based interpolation of an
+    implicit function built on the in-plane signed distance, monotone cubic in z through the
+    neighbouring planes; see ``_kernels.py``): spheres, cones and cylinders in any orientation
+    are reproduced, which is what Nelms' analytic values describe between the end planes. With
+    ``interpolate=False`` every plane is a slab reaching half-way to its neighbours (each region
+    constant over its slab), the classic model; its volume is the sum of contour areas times slab
+    thickness.
 In-plane
     Scan lines with exact even-odd x-intervals (islands and holes), ``rows`` lines per dose-grid
     row spacing chosen so that the structure spans at least ``min_rows`` lines (adaptive to
-    size), at most ``MAX_ROW_SUBDIVISION`` per grid row.
+    size), at most ``MAX_ROW_SUBDIVISION`` per grid row; each line weighted by the exact area of
+    its band, so contour areas are exact.
 Dose
     Trilinear interpolation of the grid, exact for fields linear within a cell. Within the covered
     region (grid nodes +- half a voxel) the dose beyond the outermost nodes is held constant.
@@ -20,7 +29,10 @@ Dose
     rescaled into the histogram.
 Histogram
     Cumulative, exact at edges spaced ``bin_width_gy`` (default 0.005 Gy), linear in between;
-    Dmin, Dmax and Dmean come from the elements directly, not from bins.
+    Dmean comes from the elements directly. Dmin and Dmax are the extremes of the trilinear dose
+    over the structure (exact for slabs and on the planes; between planes, over samples of the
+    interpolated surface), so the cumulative curve may reach zero slightly below Dmax: a point
+    has no volume.
 """
 
 from __future__ import annotations
@@ -92,6 +104,64 @@ def slabs(planes_z_mm: np.ndarray, default_thickness_mm: float | None = None):
     return lo, hi, gaps
 
 
+def layers(planes_z_mm: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, interpolate: bool = True):
+    """Cut a structure into z layers for the kernel.
+
+    Parameters
+    ----------
+    planes_z_mm : ndarray
+        Sorted unique plane positions, mm.
+    lo, hi : ndarray
+        Slab limits from :func:`slabs`.
+    interpolate : bool, optional
+        Interpolate the shape between adjacent planes (default); otherwise every plane is a slab.
+
+    Returns
+    -------
+    a, b : ndarray of int64
+        Planes bounding each layer (``a == b``: a slab of plane ``a``).
+    z0, z1 : ndarray
+        Layer limits, mm.
+    below, above : ndarray of int64
+        Each plane's neighbour in the same run of planes (no gap between them), or -1.
+
+    Examples
+    --------
+    >>> z = np.array([0.0, 2.0, 4.0])
+    >>> a, b, z0, z1, _, _ = layers(z, *slabs(z)[:2])
+    >>> list(zip(a.tolist(), b.tolist(), z0.tolist(), z1.tolist()))
+    [(0, 0, -1.0, 0.0), (0, 1, 0.0, 2.0), (1, 2, 2.0, 4.0), (2, 2, 4.0, 5.0)]
+    """
+    n = planes_z_mm.size
+    joined = hi[:-1] == lo[1:]
+    below = np.full(n, -1, dtype=np.int64)
+    above = np.full(n, -1, dtype=np.int64)
+    rows = []
+    for k in range(n):
+        if not interpolate:
+            rows.append((k, k, lo[k], hi[k]))
+            continue
+        first = k == 0 or not joined[k - 1]
+        last = k == n - 1 or not joined[k]
+        if first and last:
+            rows.append((k, k, lo[k], hi[k]))
+            continue
+        if first:
+            rows.append((k, k, lo[k], planes_z_mm[k]))
+        else:
+            below[k] = k - 1
+        if last:
+            rows.append((k, k, planes_z_mm[k], hi[k]))
+        else:
+            above[k] = k + 1
+            rows.append((k, k + 1, planes_z_mm[k], planes_z_mm[k + 1]))
+    a = np.array([r[0] for r in rows], dtype=np.int64)
+    b = np.array([r[1] for r in rows], dtype=np.int64)
+    z0 = np.array([r[2] for r in rows], dtype=np.float64)
+    z1 = np.array([r[3] for r in rows], dtype=np.float64)
+    return a, b, z0, z1, below, above
+
+
 def _sorted_geometry(structure: Structure):
     """Polygons regrouped by plane: (points, offsets, plane_start, planes_z)."""
     zr = np.round(structure.polygon_z_mm, 3)
@@ -107,10 +177,31 @@ def _sorted_geometry(structure: Structure):
     return points, offsets, plane_start, planes
 
 
+def _node_range(c: np.ndarray, a: float, b: float) -> tuple[int, int]:
+    """Slice of the nodes of axis ``c`` whose cells can hold a point of ``[a, b]`` (+1 node)."""
+    i0 = int(np.searchsorted(c, a, side="right")) - 2
+    i1 = int(np.searchsorted(c, b, side="left")) + 2
+    i0 = min(max(i0, 0), c.size - 1)
+    return i0, max(min(i1, c.size), i0 + 1)
+
+
+def _local_dose_range(dose: DoseGrid, points: np.ndarray, z_lo: float, z_hi: float):
+    """Min and max of the dose nodes around the structure: its histogram range, without a pass
+    over the whole grid."""
+    if not dose.dose_gy.size:
+        return 0.0, 0.0
+    i0, i1 = _node_range(dose.x_mm, float(points[:, 0].min()), float(points[:, 0].max()))
+    j0, j1 = _node_range(dose.y_mm, float(points[:, 1].min()), float(points[:, 1].max()))
+    k0, k1 = _node_range(dose.z_mm, z_lo, z_hi)
+    block = dose.dose_gy[k0:k1, j0:j1, i0:i1]
+    return float(block.min()), float(block.max())
+
+
 def dvh_of_structure(structure: Structure, dose: DoseGrid, *,
                      default_thickness_mm: float | None = None,
                      min_rows: int = DEFAULT_MIN_ROWS,
-                     bin_width_gy: float = DEFAULT_BIN_WIDTH_GY) -> DVH:
+                     bin_width_gy: float = DEFAULT_BIN_WIDTH_GY,
+                     interpolate: bool = True) -> DVH:
     """Cumulative DVH of one structure on one dose grid.
 
     Parameters
@@ -124,6 +215,9 @@ def dvh_of_structure(structure: Structure, dose: DoseGrid, *,
         more than 16 lines per grid row).
     bin_width_gy : float, optional
         Spacing of the exact nodes of the cumulative curve, Gy.
+    interpolate : bool, optional
+        Shape-based interpolation between adjacent planes (default); ``False`` gives the plain
+        slab model (each plane's region constant over its slab). See the module docstring.
 
     Returns
     -------
@@ -145,18 +239,24 @@ def dvh_of_structure(structure: Structure, dose: DoseGrid, *,
                                 f"{name!r} has no contours between z = {a:.2f} and {b:.2f} mm: "
                                 "treated as separate parts", structure=name))
     ys = dose.y_mm
-    dy = float(ys[1] - ys[0]) if ys.size > 1 else float(dose.x_mm[1] - dose.x_mm[0]) if dose.x_mm.size > 1 else 1.0
+    if ys.size > 1:
+        dy = float(ys[1] - ys[0])
+    else:
+        dy = float(dose.x_mm[1] - dose.x_mm[0]) if dose.x_mm.size > 1 else 1.0
     extent_y = float(points[:, 1].max() - points[:, 1].min())
-    k = 1 if extent_y <= 0 else int(min(MAX_ROW_SUBDIVISION, max(1, math.ceil(min_rows * dy / extent_y))))
+    k = 1
+    if extent_y > 0:
+        k = int(min(MAX_ROW_SUBDIVISION, max(1, math.ceil(min_rows * dy / extent_y))))
     row_dy = dy / k
     row_y0 = float(ys[0])
-    gmin = float(dose.dose_gy.min()) if dose.dose_gy.size else 0.0
-    gmax = dose.max_gy
+    gmin, gmax = _local_dose_range(dose, points, float(lo[0]), float(hi[-1]))
     bin_lo = math.floor(min(0.0, gmin) / bin_width_gy) * bin_width_gy
     n_bins = int(math.ceil((gmax * 1.0001 + 4 * bin_width_gy - bin_lo) / bin_width_gy))
+    la, lb, lz0, lz1, below, above = layers(planes, lo, hi, interpolate=interpolate)
     ramp2, step1, stats = structure_dvh(
-        points, offsets, plane_start, lo, hi, dose.dose_gy, dose.x_mm, dose.y_mm, dose.z_mm,
-        dose.extent_mm, row_y0, row_dy, bin_lo, bin_width_gy, n_bins)
+        points, offsets, plane_start, planes, la, lb, lz0, lz1, below, above, dose.dose_gy,
+        dose.x_mm, dose.y_mm, dose.z_mm, dose.extent_mm, row_y0, row_dy, bin_lo, bin_width_gy,
+        n_bins)
     covered_cc = stats[0] / 1000.0
     uncovered_cc = stats[1] / 1000.0
     volume_cc = covered_cc + uncovered_cc
@@ -189,7 +289,8 @@ def dvh_of_structure(structure: Structure, dose: DoseGrid, *,
 
 def compute_dvh(plan: Plan, structure_name: str, *, dose: DoseGrid | None = None,
                 min_rows: int = DEFAULT_MIN_ROWS,
-                bin_width_gy: float = DEFAULT_BIN_WIDTH_GY) -> DVH:
+                bin_width_gy: float = DEFAULT_BIN_WIDTH_GY,
+                interpolate: bool = True) -> DVH:
     """Cumulative DVH of a named structure of a plan.
 
     Parameters
@@ -200,7 +301,7 @@ def compute_dvh(plan: Plan, structure_name: str, *, dose: DoseGrid | None = None
         ROI name (exact, else case-insensitive).
     dose : DoseGrid, optional
         Dose to use instead of the plan's total dose (e.g. one course of a staged plan).
-    min_rows, bin_width_gy
+    min_rows, bin_width_gy, interpolate
         See :func:`dvh_of_structure`.
 
     Returns
@@ -219,4 +320,4 @@ def compute_dvh(plan: Plan, structure_name: str, *, dose: DoseGrid | None = None
         raise SbrtQaError("the plan has no dose grid (no RTDOSE found)", path=plan.path)
     structure = plan.structure(structure_name)
     return dvh_of_structure(structure, dose, default_thickness_mm=plan.contour_spacing_mm,
-                            min_rows=min_rows, bin_width_gy=bin_width_gy)
+                            min_rows=min_rows, bin_width_gy=bin_width_gy, interpolate=interpolate)
