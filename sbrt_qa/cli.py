@@ -57,12 +57,15 @@ def main(verbose: int) -> None:
               show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
               help="Write to this file instead of standard output.")
-def dvh(plan_dir, structures, metrics, rx_gy, fmt, output):
+@click.option("--slab", is_flag=True, default=False,
+              help="Slab model between contour planes instead of shape interpolation.")
+def dvh(plan_dir, structures, metrics, rx_gy, fmt, output, slab):
     """Compute DVH metrics of the structures of PLAN_DIR."""
     from .report.dvh_table import dvh_report
 
     try:
-        text = dvh_report(plan_dir, structures=list(structures), metrics=metrics, rx_gy=rx_gy, fmt=fmt)
+        text = dvh_report(plan_dir, structures=list(structures), metrics=metrics, rx_gy=rx_gy,
+                          fmt=fmt, interpolate=not slab)
     except SbrtQaError as exc:
         _fail(exc)
     _write(text, output)

@@ -5,8 +5,9 @@ Conventions, stated once for the whole package:
 * Dose is in Gy, volume in cc (cm^3), lengths and coordinates in mm, in the DICOM patient
   coordinate system (x to the patient's left, y posterior, z superior).
 * 3-D arrays are indexed ``[z, y, x]``; their coordinate vectors ascend.
-* A contour plane stands for a slab reaching half-way to its neighbouring planes; the first and
-  last planes extend half a spacing outwards (the convention of the Nelms 2015 benchmark).
+* A structure reaches half a contour spacing beyond its first and last planes; between planes
+  the DVH engine interpolates the shape (or, optionally, uses slabs reaching half-way to the
+  neighbouring planes); see :mod:`sbrt_qa.dvh.core`.
 """
 
 from __future__ import annotations

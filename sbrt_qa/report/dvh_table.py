@@ -32,7 +32,7 @@ def _clean(v):
 
 
 def dvh_summary(plan: Plan, *, structures: list[str] | None = None, metrics: list[str],
-                rx_gy: float | None = None) -> dict:
+                rx_gy: float | None = None, interpolate: bool = True) -> dict:
     """Metrics per structure, as the pinned ``sbrt-qa dvh --format json`` document.
 
     Parameters
@@ -44,6 +44,8 @@ def dvh_summary(plan: Plan, *, structures: list[str] | None = None, metrics: lis
         Metric strings (validated first: a malformed one raises MetricSyntaxError).
     rx_gy : float, optional
         Prescription for relative metrics; default per structure from the RTPLAN.
+    interpolate : bool, optional
+        Shape interpolation between contour planes (default) or the slab model.
 
     Returns
     -------
@@ -69,7 +71,7 @@ def dvh_summary(plan: Plan, *, structures: list[str] | None = None, metrics: lis
             out.append({"name": name, "volume_cc": None, "covered_volume_cc": None, "rx_gy": None,
                         "metrics": {m: None for m in metrics}, "units": {}})
             continue
-        d = compute_dvh(plan, s.name)
+        d = compute_dvh(plan, s.name, interpolate=interpolate)
         findings.extend(d.findings)
         rx = rx_gy if rx_gy is not None else prescription_for(plan, s.name)
         values, units = {}, {}
@@ -127,7 +129,8 @@ def _fmt(v) -> str:
     return f"{v:.3f}" if abs(v) < 1 else f"{v:.2f}"
 
 
-def dvh_report(plan_dir, *, structures: list[str], metrics: str, rx_gy: float | None, fmt: str) -> str:
+def dvh_report(plan_dir, *, structures: list[str], metrics: str, rx_gy: float | None, fmt: str,
+               interpolate: bool = True) -> str:
     """Load a plan and render its DVH metrics (the ``sbrt-qa dvh`` command)."""
     from ..dicom import load_plan
 
@@ -135,5 +138,5 @@ def dvh_report(plan_dir, *, structures: list[str], metrics: str, rx_gy: float | 
     for m in metric_list:
         parse_metric(m)  # fail before the slow part
     plan = load_plan(plan_dir)
-    return render(dvh_summary(plan, structures=structures, metrics=metric_list, rx_gy=rx_gy),
-                  metric_list, fmt)
+    return render(dvh_summary(plan, structures=structures, metrics=metric_list, rx_gy=rx_gy,
+                              interpolate=interpolate), metric_list, fmt)
