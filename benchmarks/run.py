@@ -54,7 +54,7 @@ if str(HERE) not in sys.path:
 import nelms  # noqa: E402  (benchmarks/ is not a package; the path is set just above)
 import synthetic  # noqa: E402
 
-SECTIONS = ("nelms", "speed", "cold_start", "memory")
+SECTIONS = ("nelms", "speed", "cold_start", "check", "memory")
 DEFAULT_JSON = HERE / "results" / "latest.json"
 
 #: acceptance targets, as printed next to the measured values
@@ -63,7 +63,11 @@ TARGETS = {
     "speed_ratio": "dicompyler-core / sbrt-qa >= 50x (liver and whole plan)",
     "cold_start_s": "sbrt-qa dvh --format json <= 1.5 s (warm numba cache)",
     "memory": "peak RSS - baseline < 2 x grid in float64",
+    "check_s": "sbrt-qa check --format html, ~20 structures, end to end < 2 s (warm numba cache)",
 }
+CHECK_MAX_S = 2.0
+#: the sample plan with the most structures and targets (20 ROIs, 3 targets)
+CHECK_PLAN = "02_pvtt_lung_spine"
 NELMS_MAX_FAIL_PCT = 3.0
 SPEED_MIN_RATIO = 50.0
 COLD_START_MAX_S = 1.5
@@ -542,6 +546,29 @@ def cold_start_section(fallback_dir: Path | None, *, quick: bool, report: Report
     return out
 
 
+def check_section(*, quick: bool, report: Reporter) -> dict:
+    """End-to-end ``sbrt-qa check`` (load, ~20 DVHs, conformity, HTML) as a subprocess."""
+    plan_dir = ROOT / "sample_rtplans" / CHECK_PLAN
+    report(f"== 3b. sbrt-qa check end to end ({plan_dir.name})")
+    if not plan_dir.is_dir():
+        report("   sample plan not found: skipped")
+        return {"skipped": "no sample plan"}
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = _cli() + ["check", str(plan_dir), "--format", "html", "--output", str(Path(tmp) / "r.html")]
+        t_first, r = _wall(cmd)  # warms the numba cache if needed
+        times = [_wall(cmd)[0] for _ in range(1 if quick else 3)]
+    out = {"plan": str(plan_dir), "command": " ".join(cmd), "first_run_s": t_first,
+           "returncode": r.returncode, "median_s": statistics.median(times), "runs_s": times}
+    ok = r.returncode in (0, 10, 11, 12) and out["median_s"] < CHECK_MAX_S
+    out["targets"] = {"check_s": {"measured": out["median_s"], "target": f"< {CHECK_MAX_S}",
+                                  "status": _verdict(ok)}}
+    report.table(["what", "seconds"], [["sbrt-qa check --format html (first)", t_first],
+                                      [f"sbrt-qa check --format html (median of {len(times)})",
+                                       out["median_s"]]])
+    report(f"   target {TARGETS['check_s']}: {out['median_s']:.2f} s {_verdict(ok)}")
+    return out
+
+
 # ----------------------------------------------------------------------------- 4. memory
 
 _MEMORY_CHILD = r"""
@@ -693,7 +720,7 @@ def run_benchmarks(*, nelms_dir: str | Path | None = None, quick: bool = False,
     json_path : path or None
         Where to write the JSON document; ``None`` writes nothing.
     sections : iterable of str
-        Any of ``"nelms", "speed", "cold_start", "memory"``.
+        Any of ``"nelms", "speed", "cold_start", "check", "memory"``.
     echo : bool
         Print tables while running.
 
@@ -725,6 +752,9 @@ def run_benchmarks(*, nelms_dir: str | Path | None = None, quick: bool = False,
         if "cold_start" in sections:
             results["cold_start"] = cold_start_section(livers[0]["dir"] if livers else None,
                                                        quick=quick, report=report)
+            report()
+        if "check" in sections:
+            results["check"] = check_section(quick=quick, report=report)
             report()
         if "memory" in sections:
             results["memory"] = memory_section(tmp, livers[0] if livers else None, quick=quick,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,11 +51,17 @@ class Target:
     rx_gy: float | None
     course: Course | None
     fractions: int | None
+    #: volume_cc, D98%/D95%/D50%/D2% [Gy], Dmin/Dmean/Dmax [Gy], R100, Paddick CI, R50,
+    #: Paddick GI, D2cm (Gy and % of Rx), isodose volumes [cc], hot spot (Gy, mm, inside?)
+    figures: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        figures = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                   for k, v in self.figures.items()}
         return {"name": self.name, "class": self.target_class, "rx_gy": self.rx_gy,
                 "fractions": self.fractions,
-                "course": self.course.label if self.course is not None else None}
+                "course": self.course.label if self.course is not None else None,
+                "figures": figures}
 
 
 @dataclass
@@ -108,6 +115,34 @@ class _Evaluator:
                 if f not in self.findings:
                     self.findings.append(f)
         return self.dvhs[k]
+
+    def target_dose(self, t: Target) -> DoseGrid:
+        return t.course.dose if t.course is not None and t.course.dose is not None else self.plan.dose
+
+    def prefetch(self, pairs) -> None:
+        """Compute the DVHs of (structure, dose) pairs on all cores (kernels release the GIL).
+
+        Each DVH is computed whole by one thread, so results do not depend on the thread count.
+        """
+        todo = {}
+        for st, dose in pairs:
+            key = (st.name, id(dose))
+            if key not in self.dvhs and key not in todo:
+                todo[key] = (st, dose)
+        if len(todo) < 2:
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        spacing = self.plan.contour_spacing_mm
+        with ThreadPoolExecutor(max_workers=min(len(todo), os.cpu_count() or 1)) as pool:
+            futures = {k: pool.submit(dvh_of_structure, st, dose, default_thickness_mm=spacing)
+                       for k, (st, dose) in todo.items()}
+        for k in todo:  # insertion order: findings stay in a stable order
+            d = futures[k].result()
+            self.dvhs[k] = d
+            for f in d.findings:
+                if f not in self.findings:
+                    self.findings.append(f)
 
     @staticmethod
     def coverage_problem(d: DVH) -> str | None:
@@ -217,12 +252,24 @@ class _Evaluator:
     # --- targets: coverage and conformity ---------------------------------------------------
     def target_checks(self, targets: list[Target]) -> None:
         body = self.body()
+        self.prefetch([(self.plan.structures[t.name], self.target_dose(t)) for t in targets])
         for t in targets:
             s = self.plan.structures[t.name]
-            dose = t.course.dose if t.course is not None and t.course.dose is not None else self.plan.dose
+            dose = self.target_dose(t)
             d = self.dvh(s, dose)
             self.report_dvhs[t.name] = d
             problem = self.coverage_problem(d)
+            v = d.covered_volume_cc
+            t.figures.update({"volume_cc": d.volume_cc, "covered_volume_cc": v,
+                              "dmin_gy": d.dmin_gy, "dmean_gy": d.dmean_gy, "dmax_gy": d.dmax_gy,
+                              **{f"d{p}_gy": d.dose_at_volume_gy(p / 100 * v) for p in (98, 95, 50, 2)}})
+            median = t.figures["d50_gy"]
+            if t.rx_gy and v > 0 and not problem and not (0.8 * t.rx_gy <= median <= 1.6 * t.rx_gy):
+                self.findings.append(Finding(
+                    "warning", "dose_grid_vs_prescription",
+                    f"median dose of {t.name!r} is {median:.2f} Gy for a prescription of "
+                    f"{t.rx_gy:.2f} Gy: the dose grid may be per fraction, of another plan, or "
+                    "scaled differently", structure=t.name))
             for rule in self.p.coverage:
                 base = dict(id=f"target.{_slug(t.name)}.{rule.id}", category="target",
                             structure=t.name, metric=rule.metric, unit=rule.unit,
@@ -274,12 +321,11 @@ class _Evaluator:
                      metric=metric, value=v, unit=unit, limit=limit_text, result=res, source=src,
                      message=f"PTV {c.ptv_cc:.2f} cc, Rx {t.rx_gy:.2f} Gy" + (
                          "; region cut by the dose grid edge" if c.region_truncated else ""))
-        self.add(id=f"conformity.{_slug(t.name)}.paddick_ci", category="conformity", structure=t.name,
-                 metric="PaddickCI", value=c.paddick_ci, unit="", limit="reported", result="pass",
-                 source="Paddick 2000", message=f"TV_PIV {c.tv_piv_cc:.2f} cc, PIV {c.piv100_cc:.2f} cc")
-        self.add(id=f"conformity.{_slug(t.name)}.paddick_gi", category="conformity", structure=t.name,
-                 metric="PaddickGI", value=c.paddick_gi, unit="", limit="reported", result="pass",
-                 source="Paddick 2006", message=f"PIV50 {c.piv50_cc:.2f} cc / PIV {c.piv100_cc:.2f} cc")
+        t.figures.update({
+            "r100": c.r100, "paddick_ci": c.paddick_ci, "r50": c.r50, "paddick_gi": c.paddick_gi,
+            "d2cm_gy": c.d2cm_gy, "d2cm_pct": c.d2cm_pct, "piv100_cc": c.piv100_cc,
+            "piv50_cc": c.piv50_cc, "tv_piv_cc": c.tv_piv_cc, "hotspot_gy": c.hotspot_gy,
+            "hotspot_mm": list(c.hotspot_mm), "hotspot_in_ptv": c.hotspot_in_ptv})
         if rules.dmax_inside_ptv:
             x, y, z = c.hotspot_mm
             self.add(id=f"conformity.{_slug(t.name)}.hotspot_location", category="conformity",
@@ -314,6 +360,12 @@ class _Evaluator:
             s = self.plan.structures.get(roi) if roi else None
             resolved[name] = s if s is not None and not s.is_empty else None
         missing_reported = set()
+        pending = []
+        for con in constraints:
+            st, _ = self.structure_for(con.structure, resolved, targets)
+            if st is not None:
+                pending += [(st, dose) for _, dose in self.doses_for(con)]
+        self.prefetch(pending)
         for con in constraints:
             s, why = self.structure_for(con.structure, resolved, targets)
             base = dict(id=con.id, category="oar", structure=con.structure, metric=con.metric,

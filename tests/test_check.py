@@ -136,3 +136,26 @@ def test_protocol_schema_is_json():
     r = CliRunner().invoke(main, ["protocol", "schema"])
     assert r.exit_code == 0
     assert "properties" in json.loads(r.output) or "oneOf" in json.loads(r.output)
+
+
+def test_target_figures_reported(evaluations):
+    t = {t.name: t for t in evaluations["02_pvtt_lung_spine"].targets}
+    f = t["PTV_Lung_LUL"].figures
+    assert t["PTV_Lung_LUL"].target_class == "extrahepatic" and t["PTV_PVTT"].target_class == "pvtt"
+    assert 9 < f["volume_cc"] < 14
+    assert f["d98_gy"] < f["d95_gy"] < f["dmax_gy"]
+    assert 1.0 < f["r100"] < 1.2 and 0.8 < f["paddick_ci"] <= 1.0
+    assert f["r50"] > f["r100"] and f["paddick_gi"] > 1
+    assert f["hotspot_in_ptv"] is True
+
+
+def test_dose_grid_inconsistent_with_prescription_is_a_finding(tmp_path, protocol):
+    plan = tmp_path / "plan"
+    shutil.copytree(SAMPLES / "01_pvtt_per_protocol", plan)
+    rp = next(plan.glob("RP*.dcm"))
+    ds = pydicom.dcmread(rp)
+    ds.DoseReferenceSequence[0].TargetPrescriptionDose = 70.0  # twice the dose in the grid
+    ds.save_as(rp)
+    ev = evaluate_plan(load_plan(plan), protocol)
+    assert any(f.code == "dose_grid_vs_prescription" for f in ev.findings)
+    assert ev.verdict == "major_deviation"  # 70 Gy is outside 25-40 Gy and coverage fails

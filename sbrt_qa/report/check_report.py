@@ -65,6 +65,7 @@ def render_table(ev, *, color: bool = False) -> str:
              f"Rx: {_fmt_value(p.get('total_dose_gy'), 'Gy')} in {p.get('fractions') or '?'} fx "
              f"({_fmt_value(p.get('dose_per_fraction_gy'), 'Gy')}/fx)   protocol: {ev.protocol}",
              ""]
+    lines += _target_lines(ev)
     counts = {r: sum(c.result == r for c in ev.checks) for r in RESULT_TEXT}
     lines.append("checks: " + ", ".join(f"{n} {RESULT_TEXT[r].lower()}" for r, n in counts.items() if n))
     for cat in CATEGORIES:
@@ -87,6 +88,32 @@ def render_table(ev, *, color: bool = False) -> str:
         for f in ev.findings:
             lines.append(f"  {f.severity}: {f.message}")
     return "\n".join(lines) + "\n"
+
+
+_TARGET_COLUMNS = [("volume", "volume_cc", "cc"), ("D98%", "d98_gy", "Gy"), ("D95%", "d95_gy", "Gy"),
+                   ("Dmax", "dmax_gy", "Gy"), ("R100", "r100", ""), ("Paddick CI", "paddick_ci", ""),
+                   ("R50", "r50", ""), ("Paddick GI", "paddick_gi", ""), ("D2cm", "d2cm_pct", "%")]
+
+
+def _target_rows(ev) -> list[list[str]]:
+    rows = []
+    for t in ev.targets:
+        f = t.figures
+        rows.append([t.name, t.target_class, _fmt_value(t.rx_gy, "Gy")]
+                    + [_fmt_value(f.get(key), unit) for _, key, unit in _TARGET_COLUMNS])
+    return rows
+
+
+def _target_lines(ev) -> list[str]:
+    rows = _target_rows(ev)
+    if not rows:
+        return []
+    header = ["target", "class", "Rx"] + [h for h, _, _ in _TARGET_COLUMNS]
+    w = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    out = ["TARGETS"]
+    for r in [header] + rows:
+        out.append("  " + "  ".join(c.ljust(w[i]) if i < 2 else c.rjust(w[i]) for i, c in enumerate(r)))
+    return out + [""]
 
 
 # --- HTML --------------------------------------------------------------------------------------
@@ -213,6 +240,9 @@ td.n{{text-align:right;white-space:nowrap}} .verdict{{font-size:1.6em;font-weigh
 <h2>Prescription</h2>
 <table><tr><th>Course</th><th>Total dose</th><th>Fractions</th><th>Dose/fx</th><th>Targets</th></tr>
 {courses}</table>
+<h2>Targets</h2>
+<table><tr><th>Target</th><th>Class</th><th>Rx</th>{''.join(f"<th>{e(h)}</th>" for h, _, _ in _TARGET_COLUMNS)}</tr>
+{''.join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in _target_rows(ev))}</table>
 <h2>Checks</h2>
 <table><tr><th>Category</th><th>Structure</th><th>Metric</th><th>Value</th><th>Limit</th><th>Result</th>
 <th>Message</th><th>Source</th></tr>
