@@ -203,6 +203,18 @@ def _constraint_point(c, dvh):
     return None
 
 
+def _deviation_list(ev) -> str:
+    e = html.escape
+    bad = [c for c in ev.checks if c.result != "pass"]
+    if not bad:
+        return "<p>None: every check passed.</p>"
+    return "<ul>" + "".join(
+        f"<li><b style='color:{_HTML_COLOUR[c.result]}'>{e(RESULT_TEXT[c.result])}</b> "
+        f"{e(c.category)} &middot; {e(c.structure or '-')} &middot; {e(c.metric or c.id)} = "
+        f"{e(_fmt_value(c.value, c.unit))} (limit {e(c.limit or 'n/a')}): {e(c.message)}</li>"
+        for c in bad) + "</ul>"
+
+
 def render_html(ev) -> str:
     """One self-contained HTML file (no network): verdict, prescription, checks, DVH plot.
 
@@ -240,6 +252,8 @@ td.n{{text-align:right;white-space:nowrap}} .verdict{{font-size:1.6em;font-weigh
 <h2>Prescription</h2>
 <table><tr><th>Course</th><th>Total dose</th><th>Fractions</th><th>Dose/fx</th><th>Targets</th></tr>
 {courses}</table>
+<h2>Deviations and checks not evaluated</h2>
+{_deviation_list(ev)}
 <h2>Targets</h2>
 <table><tr><th>Target</th><th>Class</th><th>Rx</th>{''.join(f"<th>{e(h)}</th>" for h, _, _ in _TARGET_COLUMNS)}</tr>
 {''.join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in _target_rows(ev))}</table>
