@@ -742,7 +742,8 @@ def _segment_d2(x, y, x1, y1, x2, y2):
 def _phi(points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin, dims, cell_off, seg,
          seg_poly, cell, row0, nrow, row_base, row_off, cross, cross_v, k, x, j, row_y0, row_dy):
     """Implicit value of plane ``k``'s region at ``x`` on row ``j``: ``s (s + 2 L)``, negative
-    inside (the hole's formula flips the roles of inside and outside)."""
+    inside (the hole's formula flips the roles of inside and outside), and the sign of the
+    nearest polygon (+1 outer, -1 hole)."""
     y = row_y0 + (j + 0.5) * row_dy
     inside = False
     best = np.inf
@@ -770,7 +771,7 @@ def _phi(points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin, dims
     u = sg * s
     if u < -lt:
         u = -lt
-    return sg * u * (u + 2.0 * lt)
+    return sg * u * (u + 2.0 * lt), sg
 
 
 @inline_kernel
@@ -1097,6 +1098,7 @@ def structure_dvh(points_xy, poly_offsets, plane_poly_start, planes_z, layer_a, 
     cz_s = np.empty(nzb)
     cz_h = np.empty(nzb)
     fv = np.empty(4)
+    fs = np.ones(4)
     # knots of the surface along one row part: x and t
     nkn = int((points_xy[:, 0].max() - points_xy[:, 0].min()) / (SAMPLE_ROWS * row_dy)) + 8
     kx = np.empty(nkn)
@@ -1258,11 +1260,13 @@ def structure_dvh(points_xy, poly_offsets, plane_poly_start, planes_z, layer_a, 
                                 k = a if w_ == 0 else (b if w_ == 1 else (nlo if w_ == 2 else nhi))
                                 if k < 0:
                                     fv[w_] = 0.0
+                                    fs[w_] = 1.0
                                     continue
-                                fv[w_] = _phi(points_xy, poly_offsets, poly_of_v, half_thick,
-                                              poly_sign, origin, dims, cell_off, seg, seg_poly,
-                                              cell, row0, nrow, row_base, row_off, cross,
-                                              cross_v, k, xc, j, row_y0, row_dy)
+                                fv[w_], fs[w_] = _phi(points_xy, poly_offsets, poly_of_v,
+                                                      half_thick, poly_sign, origin, dims,
+                                                      cell_off, seg, seg_poly, cell, row0, nrow,
+                                                      row_base, row_off, cross, cross_v, k, xc,
+                                                      j, row_y0, row_dy)
                             # the scan line decides the side; a distance of ~0 cannot flip it
                             if in_a:
                                 fv[0] = min(fv[0], 0.0)
@@ -1271,8 +1275,17 @@ def structure_dvh(points_xy, poly_offsets, plane_poly_start, planes_z, layer_a, 
                                 fv[0] = max(fv[0], 0.0)
                                 fv[1] = min(fv[1], 0.0)
                             kx[n_k] = xc
-                            kt[n_k] = _surface_t(fv[2], fv[0], fv[1], fv[3], nlo >= 0, nhi >= 0,
-                                                 h0, h1, h2)
+                            if (fs[0] < 0.0) != (fs[1] < 0.0) and (fs[0] < 0.0) != in_a:
+                                # a hole that ends between the planes (outside on one plane
+                                # because of a hole, inside on the other with no hole near):
+                                # like a structure's end plane it reaches half-way. (The
+                                # implicit value has no trend there: the other plane's value is
+                                # the distance to the outer outline, which closed the hole at
+                                # once.)
+                                kt[n_k] = 0.5
+                            else:
+                                kt[n_k] = _surface_t(fv[2], fv[0], fv[1], fv[3], nlo >= 0,
+                                                     nhi >= 0, h0, h1, h2)
                             n_k += 1
                         if pb_ == xn:
                             kx[n_k] = pb_
