@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 GAP_FACTOR = 2.5
 MAX_ROW_SUBDIVISION = 16
-DEFAULT_MIN_ROWS = 64
+DEFAULT_MIN_ROWS = 32
 DEFAULT_BIN_WIDTH_GY = 0.005
 #: uncovered volume below this fraction of the structure is numerical noise, not a finding
 UNCOVERED_TOLERANCE = 1e-6
