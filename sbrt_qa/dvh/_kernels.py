@@ -62,63 +62,6 @@ SAMPLE_ROWS = 2.0
 
 
 @inline_kernel
-def _cell(coords, v):
-    """Cell index ``i`` (``coords[i] <= v <= coords[i+1]``), fraction ``t``, and whether clamped."""
-    n = coords.size
-    if n == 1:
-        return 0, 0.0, True
-    if v <= coords[0]:
-        return 0, 0.0, True
-    if v >= coords[n - 1]:
-        return n - 2, 1.0, True
-    i = np.searchsorted(coords, v, side="right") - 1
-    if i > n - 2:
-        i = n - 2
-    return i, (v - coords[i]) / (coords[i + 1] - coords[i]), False
-
-
-@inline_kernel
-def _trilinear_grad(dose, xs, ys, zs, x, y, z):
-    """Trilinear dose and its partial derivatives (Gy/mm) at one point.
-
-    Outside the node hull the dose is held constant (derivative 0) along that axis.
-    """
-    i, tx, cx = _cell(xs, x)
-    j, ty, cy = _cell(ys, y)
-    k, tz, cz = _cell(zs, z)
-    i1 = i + 1 if xs.size > 1 else i
-    j1 = j + 1 if ys.size > 1 else j
-    k1 = k + 1 if zs.size > 1 else k
-    c000 = dose[k, j, i]
-    c001 = dose[k, j, i1]
-    c010 = dose[k, j1, i]
-    c011 = dose[k, j1, i1]
-    c100 = dose[k1, j, i]
-    c101 = dose[k1, j, i1]
-    c110 = dose[k1, j1, i]
-    c111 = dose[k1, j1, i1]
-    c00 = c000 + tx * (c001 - c000)
-    c01 = c010 + tx * (c011 - c010)
-    c10 = c100 + tx * (c101 - c100)
-    c11 = c110 + tx * (c111 - c110)
-    c0 = c00 + ty * (c01 - c00)
-    c1 = c10 + ty * (c11 - c10)
-    val = c0 + tz * (c1 - c0)
-    gx = 0.0
-    if not cx:
-        a0 = (c001 - c000) + ty * ((c011 - c010) - (c001 - c000))
-        a1 = (c101 - c100) + ty * ((c111 - c110) - (c101 - c100))
-        gx = (a0 + tz * (a1 - a0)) / (xs[i1] - xs[i])
-    gy = 0.0
-    if not cy:
-        gy = ((c01 - c00) + tz * ((c11 - c10) - (c01 - c00))) / (ys[j1] - ys[j])
-    gz = 0.0
-    if not cz:
-        gz = (c1 - c0) / (zs[k1] - zs[k])
-    return val, gx, gy, gz
-
-
-@inline_kernel
 def _ramp_edge(ramp2, lo, bw, t, s):
     # adds s * (d - t)_+ sampled at the edges lo + k*bw, as second differences
     u = (t - lo) / bw
@@ -164,9 +107,9 @@ def _axis(c, m, v):
 
 
 @inline_kernel
-def _element(acc, ramp2, step1, lo, hi, bw, dose, i0, i1, tx, sx, j0, j1, ty, sy, k0, k1, tz, sz,
-             w, lx, ly, lz):
-    """Histogram volume ``w`` of extent ``lx x ly x lz`` centred at the given cell fractions."""
+def _trilinear_cell(dose, i0, i1, tx, sx, j0, j1, ty, sy, k0, k1, tz, sz):
+    """Trilinear dose in one cell at fractions ``tx, ty, tz``, and its partial derivatives
+    (Gy/mm; ``sx, sy, sz`` are 1/spacing, 0 where the dose is held constant)."""
     c000 = dose[k0, j0, i0]
     c001 = dose[k0, j0, i1]
     c010 = dose[k0, j1, i0]
@@ -187,6 +130,14 @@ def _element(acc, ramp2, step1, lo, hi, bw, dose, i0, i1, tx, sx, j0, j1, ty, sy
     gx = (a0 + tz * (a1 - a0)) * sx
     gy = ((c01 - c00) + tz * ((c11 - c10) - (c01 - c00))) * sy
     gz = (c1 - c0) * sz
+    return val, gx, gy, gz
+
+
+@inline_kernel
+def _element(acc, ramp2, step1, lo, hi, bw, dose, i0, i1, tx, sx, j0, j1, ty, sy, k0, k1, tz, sz,
+             w, lx, ly, lz):
+    """Histogram volume ``w`` of extent ``lx x ly x lz`` centred at the given cell fractions."""
+    val, gx, gy, gz = _trilinear_cell(dose, i0, i1, tx, sx, j0, j1, ty, sy, k0, k1, tz, sz)
     half = 0.5 * np.sqrt((gx * lx) ** 2 + (gy * ly) ** 2 + (gz * lz) ** 2)
     # the centre is a point of the structure: a candidate extreme
     if val < acc[3]:
@@ -1413,6 +1364,8 @@ def trilinear_points(dose, xs, ys, zs, points, outside_value):
                 or z < zs[0] or z > zs[zs.size - 1]):
             out[p] = outside_value
             continue
-        val, gx, gy, gz = _trilinear_grad(dose, xs, ys, zs, x, y, z)
-        out[p] = val
+        i0, i1, tx, sx = _axis(xs, np.searchsorted(xs, x, side="right"), x)
+        j0, j1, ty, sy = _axis(ys, np.searchsorted(ys, y, side="right"), y)
+        k0, k1, tz, sz = _axis(zs, np.searchsorted(zs, z, side="right"), z)
+        out[p] = _trilinear_cell(dose, i0, i1, tx, sx, j0, j1, ty, sy, k0, k1, tz, sz)[0]
     return out
