@@ -138,24 +138,16 @@ def dicompyler_backend():
     """``(get_dvh, source)``: ``dicompylercore.dvhcalc.get_dvh`` with pydicom 3 patched in.
 
     dicompyler-core 0.5.6 imports ``pydicom.dicomio.read_file``, removed in pydicom 3;
-    ``sbrt_qa._dicompyler`` sets that alias once. Without that module the same alias is set here.
+    ``sbrt_qa._dicompyler`` sets that alias, once, for the whole project.
     ``dvhcalc.get_dvh`` itself is returned (not the module's path-only wrapper) because it also
     takes datasets: files are read once, so dicompyler-core is not charged for re-reading them
     per structure. Returns ``(None, reason)`` when dicompyler-core is not installed.
     """
     try:
         from sbrt_qa import _dicompyler  # noqa: F401  (sets the pydicom alias)
-
-        source = "sbrt_qa._dicompyler"
     except ImportError as exc:
-        if "dicompylercore" in str(exc):
-            return None, f"dicompyler-core not importable: {exc}"
-        import pydicom
-        import pydicom.dicomio
-
-        if not hasattr(pydicom.dicomio, "read_file"):
-            pydicom.dicomio.read_file = pydicom.dcmread
-        source = "benchmarks/run.py (local pydicom alias)"
+        return None, f"dicompyler-core not importable: {exc}"
+    source = "sbrt_qa._dicompyler"
     try:
         from dicompylercore import dvhcalc
     except ImportError as exc:

@@ -448,12 +448,8 @@ def test_per_protocol_organs_pass_with_margin(generated, case):
 
 
 def test_dicompyler_core_computes_a_dvh(generated):
-    import pydicom.dicomio
-
-    if not hasattr(pydicom.dicomio, "read_file"):  # removed in pydicom 3, dicompyler needs it
-        pydicom.dicomio.read_file = pydicom.dcmread
-    dicomparser = pytest.importorskip("dicompylercore.dicomparser")
-    from dicompylercore import dvhcalc
+    import sbrt_qa._dicompyler  # noqa: F401  (the one place that makes dicompyler-core work with pydicom 3)
+    from dicompylercore import dicomparser, dvhcalc
 
     folder = generated / "02_pvtt_lung_spine"
     rs = dicomparser.DicomParser(str(folder / "RS.02_pvtt_lung_spine.dcm"))
