@@ -56,6 +56,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._jit import inline_kernel, kernel
+from ..geometry._kernels import plane_lines as _plane_lines
 
 #: spacing of the surface samples between planes, in scan rows (linear in between)
 SAMPLE_ROWS = 2.0
@@ -441,81 +442,6 @@ def _polygon_table(points_xy, poly_offsets, plane_poly_start):
             if inside:
                 sign[p] = -1.0
     return half_thick, sign, area, cx, cy, ylo, yhi
-
-
-@kernel
-def _plane_lines(points_xy, poly_offsets, plane_poly_start, ly):
-    """Sorted crossings of every plane's edges with the lines ``y = ly[i]`` (ascending), as CSR.
-
-    Line ``i`` of plane ``k`` (``line0[k] <= i < line0[k] + nline[k]``) has its crossings in
-    ``cross[off[r]:off[r + 1]]``, ``r = base[k] + i - line0[k]``; ``cross_v`` holds the first vertex
-    of each crossing's edge. An edge crosses the lines with ``min(y1, y2) <= y < max(y1, y2)``.
-    """
-    n_planes = plane_poly_start.size - 1
-    line0 = np.zeros(n_planes, dtype=np.int64)
-    nline = np.zeros(n_planes, dtype=np.int64)
-    base = np.zeros(n_planes + 1, dtype=np.int64)
-    for k in range(n_planes):
-        ylo = np.inf
-        yhi = -np.inf
-        for v in range(poly_offsets[plane_poly_start[k]], poly_offsets[plane_poly_start[k + 1]]):
-            ylo = min(ylo, points_xy[v, 1])
-            yhi = max(yhi, points_xy[v, 1])
-        i0 = np.searchsorted(ly, ylo, side="left")
-        i1 = np.searchsorted(ly, yhi, side="left")
-        line0[k] = i0
-        nline[k] = max(i1 - i0, 0)
-        base[k + 1] = base[k] + nline[k]
-    counts = np.zeros(base[n_planes] + 1, dtype=np.int64)
-    for k in range(n_planes):
-        for p in range(plane_poly_start[k], plane_poly_start[k + 1]):
-            a = poly_offsets[p]
-            b = poly_offsets[p + 1]
-            for v in range(a, b):
-                w = v + 1 if v + 1 < b else a
-                ya = points_xy[v, 1]
-                yb = points_xy[w, 1]
-                if ya == yb:
-                    continue
-                ia = np.searchsorted(ly, min(ya, yb), side="left")
-                ib = np.searchsorted(ly, max(ya, yb), side="left")
-                for i in range(ia, ib):
-                    counts[base[k] + i - line0[k] + 1] += 1
-    off = np.cumsum(counts)
-    cross = np.empty(off[-1])
-    cross_v = np.empty(off[-1], dtype=np.int64)
-    fill = off[:-1].copy()
-    for k in range(n_planes):
-        for p in range(plane_poly_start[k], plane_poly_start[k + 1]):
-            a = poly_offsets[p]
-            b = poly_offsets[p + 1]
-            for v in range(a, b):
-                w = v + 1 if v + 1 < b else a
-                xa = points_xy[v, 0]
-                ya = points_xy[v, 1]
-                xb = points_xy[w, 0]
-                yb = points_xy[w, 1]
-                if ya == yb:
-                    continue
-                ia = np.searchsorted(ly, min(ya, yb), side="left")
-                ib = np.searchsorted(ly, max(ya, yb), side="left")
-                for i in range(ia, ib):
-                    r = base[k] + i - line0[k]
-                    cross[fill[r]] = xa + (ly[i] - ya) * (xb - xa) / (yb - ya)
-                    cross_v[fill[r]] = v
-                    fill[r] += 1
-    for r in range(off.size - 1):
-        for q in range(off[r] + 1, off[r + 1]):
-            c = cross[q]
-            cv = cross_v[q]
-            i = q
-            while i > off[r] and cross[i - 1] > c:
-                cross[i] = cross[i - 1]
-                cross_v[i] = cross_v[i - 1]
-                i -= 1
-            cross[i] = c
-            cross_v[i] = cv
-    return line0, nline, base, off, cross, cross_v
 
 
 @kernel

@@ -8,51 +8,103 @@ from .._jit import kernel
 
 
 @kernel
+def plane_lines(points_xy, poly_offsets, plane_poly_start, ly):
+    """Sorted crossings of every plane's edges with the lines ``y = ly[i]`` (ascending), as CSR.
+
+    Line ``i`` of plane ``k`` (``line0[k] <= i < line0[k] + nline[k]``) has its crossings in
+    ``cross[off[r]:off[r + 1]]``, ``r = base[k] + i - line0[k]``; ``cross_v`` holds the first vertex
+    of each crossing's edge. An edge crosses the lines with ``min(y1, y2) <= y < max(y1, y2)``.
+    """
+    n_planes = plane_poly_start.size - 1
+    line0 = np.zeros(n_planes, dtype=np.int64)
+    nline = np.zeros(n_planes, dtype=np.int64)
+    base = np.zeros(n_planes + 1, dtype=np.int64)
+    for k in range(n_planes):
+        ylo = np.inf
+        yhi = -np.inf
+        for v in range(poly_offsets[plane_poly_start[k]], poly_offsets[plane_poly_start[k + 1]]):
+            ylo = min(ylo, points_xy[v, 1])
+            yhi = max(yhi, points_xy[v, 1])
+        i0 = np.searchsorted(ly, ylo, side="left")
+        i1 = np.searchsorted(ly, yhi, side="left")
+        line0[k] = i0
+        nline[k] = max(i1 - i0, 0)
+        base[k + 1] = base[k] + nline[k]
+    counts = np.zeros(base[n_planes] + 1, dtype=np.int64)
+    for k in range(n_planes):
+        for p in range(plane_poly_start[k], plane_poly_start[k + 1]):
+            a = poly_offsets[p]
+            b = poly_offsets[p + 1]
+            for v in range(a, b):
+                w = v + 1 if v + 1 < b else a
+                ya = points_xy[v, 1]
+                yb = points_xy[w, 1]
+                if ya == yb:
+                    continue
+                ia = np.searchsorted(ly, min(ya, yb), side="left")
+                ib = np.searchsorted(ly, max(ya, yb), side="left")
+                for i in range(ia, ib):
+                    counts[base[k] + i - line0[k] + 1] += 1
+    off = np.cumsum(counts)
+    cross = np.empty(off[-1])
+    cross_v = np.empty(off[-1], dtype=np.int64)
+    fill = off[:-1].copy()
+    for k in range(n_planes):
+        for p in range(plane_poly_start[k], plane_poly_start[k + 1]):
+            a = poly_offsets[p]
+            b = poly_offsets[p + 1]
+            for v in range(a, b):
+                w = v + 1 if v + 1 < b else a
+                xa = points_xy[v, 0]
+                ya = points_xy[v, 1]
+                xb = points_xy[w, 0]
+                yb = points_xy[w, 1]
+                if ya == yb:
+                    continue
+                ia = np.searchsorted(ly, min(ya, yb), side="left")
+                ib = np.searchsorted(ly, max(ya, yb), side="left")
+                for i in range(ia, ib):
+                    r = base[k] + i - line0[k]
+                    cross[fill[r]] = xa + (ly[i] - ya) * (xb - xa) / (yb - ya)
+                    cross_v[fill[r]] = v
+                    fill[r] += 1
+    for r in range(off.size - 1):
+        for q in range(off[r] + 1, off[r + 1]):
+            c = cross[q]
+            cv = cross_v[q]
+            i = q
+            while i > off[r] and cross[i - 1] > c:
+                cross[i] = cross[i - 1]
+                cross_v[i] = cross_v[i - 1]
+                i -= 1
+            cross[i] = c
+            cross_v[i] = cv
+    return line0, nline, base, off, cross, cross_v
+
+
+@kernel
 def rasterize_nodes(points_xy, poly_offsets, plane_poly_start, slab_lo, slab_hi, xs, ys, zs):
     """Occupancy of grid nodes, ``[z, y, x]`` uint8 (1 inside).
 
     A node is inside when its z lies in a plane's slab ``[slab_lo, slab_hi)`` and its (x, y) is
-    inside that plane's contours by the even-odd rule; a node exactly on an edge at the row's
-    crossing counts as inside when it is at or right of a left crossing and left of a right one
-    (half-open, like the DVH kernel).
+    inside that plane's contours by the even-odd rule, with the crossing rules of
+    :func:`plane_lines` (the DVH engine's): an edge crosses the row ``y`` when
+    ``min(y1, y2) <= y < max(y1, y2)``, and a node counts from a left crossing (inclusive) to a
+    right one (exclusive).
     """
-    nz = zs.size
-    ny = ys.size
-    nx = xs.size
-    mask = np.zeros((nz, ny, nx), dtype=np.uint8)
-    nmax = points_xy.shape[0]
-    cross = np.empty(nmax + 1)
-    n_planes = slab_lo.size
-    for k in range(n_planes):
-        # z nodes covered by this slab
+    mask = np.zeros((zs.size, ys.size, xs.size), dtype=np.uint8)
+    line0, nline, base, off, cross, _ = plane_lines(points_xy, poly_offsets, plane_poly_start, ys)
+    for k in range(slab_lo.size):
         z_first = np.searchsorted(zs, slab_lo[k], side="left")
         z_last = np.searchsorted(zs, slab_hi[k], side="left")
         if z_last <= z_first:
             continue
-        for j in range(ny):
-            yr = ys[j]
-            nc = 0
-            for p in range(plane_poly_start[k], plane_poly_start[k + 1]):
-                a = poly_offsets[p]
-                b = poly_offsets[p + 1]
-                for v in range(a, b):
-                    w = v + 1 if v + 1 < b else a
-                    y1 = points_xy[v, 1]
-                    y2 = points_xy[w, 1]
-                    if (y1 <= yr and yr < y2) or (y2 <= yr and yr < y1):
-                        xc = points_xy[v, 0] + (yr - y1) * (points_xy[w, 0] - points_xy[v, 0]) / (y2 - y1)
-                        q = nc
-                        while q > 0 and cross[q - 1] > xc:
-                            cross[q] = cross[q - 1]
-                            q -= 1
-                        cross[q] = xc
-                        nc += 1
-            for q in range(0, nc - 1, 2):
+        for r in range(base[k], base[k] + nline[k]):
+            j = line0[k] + r - base[k]
+            for q in range(off[r], off[r + 1] - 1, 2):
                 i0 = np.searchsorted(xs, cross[q], side="left")
                 i1 = np.searchsorted(xs, cross[q + 1], side="left")
-                for zk in range(z_first, z_last):
-                    for i in range(i0, i1):
-                        mask[zk, j, i] ^= 1
+                mask[z_first:z_last, j, i0:i1] = 1
     return mask
 
 
