@@ -30,7 +30,7 @@ from . import __version__
 from .conformity import conformity
 from .dvh import dvh_of_structure
 from .geometry import subtract, union
-from .metrics import evaluate_metric, parse_metric
+from .metrics import evaluate_metric
 from .models import DVH, CheckResult, Course, DoseGrid, Finding, Plan, Structure
 from .names import resolve_names
 from .protocol import Protocol
@@ -106,15 +106,17 @@ class _Evaluator:
     def add(self, **kw) -> None:
         self.checks.append(CheckResult(**kw))
 
-    def dvh(self, s: Structure, dose: DoseGrid, key=None) -> DVH:
-        k = (s.name, id(dose)) if key is None else key
+    def dvh(self, s: Structure, dose: DoseGrid) -> DVH:
+        k = (s.name, id(dose))
         if k not in self.dvhs:
-            d = dvh_of_structure(s, dose, default_thickness_mm=self.plan.contour_spacing_mm)
-            self.dvhs[k] = d
-            for f in d.findings:
-                if f not in self.findings:
-                    self.findings.append(f)
+            self._store(k, dvh_of_structure(s, dose, default_thickness_mm=self.plan.contour_spacing_mm))
         return self.dvhs[k]
+
+    def _store(self, key, d: DVH) -> None:
+        self.dvhs[key] = d
+        for f in d.findings:
+            if f not in self.findings:
+                self.findings.append(f)
 
     def target_dose(self, t: Target) -> DoseGrid:
         return t.course.dose if t.course is not None and t.course.dose is not None else self.plan.dose
@@ -138,11 +140,7 @@ class _Evaluator:
             futures = {k: pool.submit(dvh_of_structure, st, dose, default_thickness_mm=spacing)
                        for k, (st, dose) in todo.items()}
         for k in todo:  # insertion order: findings stay in a stable order
-            d = futures[k].result()
-            self.dvhs[k] = d
-            for f in d.findings:
-                if f not in self.findings:
-                    self.findings.append(f)
+            self._store(k, futures[k].result())
 
     @staticmethod
     def coverage_problem(d: DVH) -> str | None:
@@ -160,11 +158,7 @@ class _Evaluator:
         for name, s in self.plan.structures.items():
             if s.is_empty or not self.p.is_target(name, s.interpreted_type):
                 continue
-            rx = course = None
-            for c in self.plan.courses:
-                for t in c.targets:
-                    if t.roi_number == s.roi_number and t.dose_gy:
-                        rx, course = t.dose_gy, c
+            rx, course = self.plan.referenced_prescription(s) or (None, None)
             if rx is None and len(courses) == 1 and courses[0].prescription_gy:
                 course = courses[0]
                 rx = course.prescription_gy
@@ -386,6 +380,7 @@ class _Evaluator:
                         structure=con.structure))
                 continue
             values = []
+            rx = max((t.rx_gy for t in targets if t.rx_gy), default=None)
             for label, dose in self.doses_for(con):
                 d = self.dvh(s, dose)
                 problem = self.coverage_problem(d)
@@ -393,8 +388,8 @@ class _Evaluator:
                     values = None
                     self.add(**base, value=None, result="not_evaluated", message=problem)
                     break
-                rx = max((t.rx_gy for t in targets if t.rx_gy), default=None)
-                v = evaluate_metric(d, con.metric, rx_gy=rx).value if (rx or not parse_metric(con.metric).needs_rx) else math.nan
+                needs_rx = con.parsed_metric.needs_rx
+                v = evaluate_metric(d, con.metric, rx_gy=rx).value if rx or not needs_rx else math.nan
                 values.append((label, v, d))
             if values is None:
                 continue

@@ -235,6 +235,14 @@ class Plan:
     def label(self) -> str:
         return " + ".join(c.label for c in self.courses) if self.courses else ""
 
+    def referenced_prescription(self, structure: Structure) -> tuple[float, Course] | None:
+        """``(dose Gy, course)`` of the first RTPLAN target dose reference naming this ROI."""
+        for c in self.courses:
+            for t in c.targets:
+                if t.roi_number == structure.roi_number and t.dose_gy:
+                    return t.dose_gy, c
+        return None
+
 
 @dataclass(frozen=True, eq=False)
 class DVH:

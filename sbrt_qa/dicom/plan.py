@@ -159,12 +159,9 @@ def load_plan(path, *, normalisation_gy: float | None = None) -> Plan:
         findings += f
 
     # doses
-    headers: list[DoseHeader] = [read_dose_header(h, p) for p, h in found["RTDOSE"]]
-    full_headers = {}
-    for (p, _), h in zip(found["RTDOSE"], headers):
-        ds = _read_full(p, pixels=False)
-        full_headers[str(p)] = read_dose_header(ds, p)
-    headers = [full_headers[str(p)] for p, _ in found["RTDOSE"]]
+    # the scan read only a few tags; the links (ReferencedRTPlanSequence) need the full header
+    headers: list[DoseHeader] = [read_dose_header(_read_full(p, pixels=False), p)
+                                 for p, _ in found["RTDOSE"]]
     if not headers:
         findings.append(Finding("error", "no_dose", "no RTDOSE found: no DVH can be computed",
                                 path=str(folder)))

@@ -19,10 +19,9 @@ def prescription_for(plan: Plan, structure_name: str) -> float | None:
     when all courses agree on one value; otherwise None.
     """
     s = plan.structures.get(structure_name)
-    for c in plan.courses:
-        for t in c.targets:
-            if s is not None and t.roi_number == s.roi_number and t.dose_gy:
-                return t.dose_gy
+    ref = plan.referenced_prescription(s) if s is not None else None
+    if ref is not None:
+        return ref[0]
     doses = {round(c.prescription_gy, 4) for c in plan.courses if c.prescription_gy}
     return doses.pop() if len(doses) == 1 else None
 
