@@ -159,6 +159,46 @@ def test_deterministic_across_runs_and_threads():
             first.volume_cc, first.dmin_gy, first.dmax_gy, first.dmean_gy)
 
 
+@pytest.mark.parametrize("interpolate", [True, False])
+@pytest.mark.parametrize("threads", [2, 3, 8])
+def test_thread_count_changes_only_the_summation_order(threads, interpolate):
+    # layer ranges on several threads, summed: the same DVH as one thread
+    p, grid, _ = ph.case("islands", "cone")
+    s = p.structure()
+    one = dvh_of(s, grid, threads=1, interpolate=interpolate)
+    many = dvh_of(s, grid, threads=threads, interpolate=interpolate)
+    assert many.volume_cc == pytest.approx(one.volume_cc, rel=1e-12)
+    assert many.dmean_gy == pytest.approx(one.dmean_gy, abs=1e-9)
+    assert (many.dmin_gy, many.dmax_gy) == pytest.approx((one.dmin_gy, one.dmax_gy), abs=1e-12)
+    assert np.array_equal(many.dose_gy, one.dose_gy)
+    assert np.allclose(many.cumulative_cc, one.cumulative_cc, rtol=0, atol=1e-9)
+
+
+def test_layer_chunks_cover_every_layer_once_in_order():
+    from sbrt_qa.dvh.core import layer_chunks
+
+    la = np.array([0, 0, 1, 2, 3, 4, 5, 6, 6])
+    lb = np.array([0, 1, 2, 3, 4, 5, 6, 6, 6])
+    rows = np.array([1.0, 50.0, 50.0, 2.0, 2.0, 2.0, 1.0])
+    for n in range(1, 12):
+        chunks = layer_chunks(la, lb, rows, n)
+        assert chunks[0][0] == 0 and chunks[-1][1] == la.size
+        assert all(a < b for a, b in chunks)
+        assert all(chunks[i][1] == chunks[i + 1][0] for i in range(len(chunks) - 1))
+        assert len(chunks) <= n
+
+
+def test_threads_from_the_environment(monkeypatch):
+    from sbrt_qa.dvh.core import default_threads
+    from sbrt_qa.errors import SbrtQaError
+
+    monkeypatch.setenv("SBRT_QA_THREADS", "3")
+    assert default_threads() == 3
+    monkeypatch.setenv("SBRT_QA_THREADS", "many")
+    with pytest.raises(SbrtQaError, match="SBRT_QA_THREADS"):
+        default_threads()
+
+
 def test_polygon_order_does_not_matter():
     p, grid, _ = ph.case("tube", "gaussian")
     s = p.structure()

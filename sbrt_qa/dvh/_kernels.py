@@ -60,6 +60,9 @@ from ..geometry._kernels import plane_lines as _plane_lines
 
 #: spacing of the surface samples between planes, in scan rows (linear in between)
 SAMPLE_ROWS = 2.0
+#: a part shorter than this (in scan rows) that runs from one plane's outline to the other's has
+#: no samples: its surface is taken as linear between the two known heights at its ends
+SHORT_PART_ROWS = 0.25
 
 
 @inline_kernel
@@ -860,10 +863,68 @@ def _pchip(kx, kt, n, i, x):
 
 
 @kernel
-def structure_dvh(points_xy, poly_offsets, plane_poly_start, planes_z, layer_a, layer_b,
-                  layer_z0, layer_z1, below, above, dose, xs, ys, zs, extent, row_y0, row_dy,
-                  bin_lo, bin_width, n_bins):
-    """Histogram one structure's dose.
+def structure_tables(points_xy, poly_offsets, plane_poly_start, layer_a, layer_b, ys, row_y0,
+                     row_dy):
+    """The per-structure tables :func:`structure_dvh_layers` reads (edge tables, scan-line
+    crossings, row weights, the distance-search grid): built once, shared by every layer range.
+    Returns them as one tuple, to be passed on unchanged."""
+    n_planes = plane_poly_start.size - 1
+    npoly = poly_offsets.size - 1
+    poly_of_v = np.empty(points_xy.shape[0], dtype=np.int64)
+    for p in range(npoly):
+        poly_of_v[poly_offsets[p]:poly_offsets[p + 1]] = p
+    half_thick, poly_sign, parea, pcx, pcy, pylo, pyhi = _polygon_table(
+        points_xy, poly_offsets, plane_poly_start)
+    row0, nrow, row_base, row_off, cross, cross_v = _plane_rows(
+        points_xy, poly_offsets, plane_poly_start, row_y0, row_dy)
+    nl0, nnl, nl_base, nl_off, ncross, _ = _plane_lines(
+        points_xy, poly_offsets, plane_poly_start, ys)
+    plane_ylo = np.empty(n_planes)
+    plane_yhi = np.empty(n_planes)
+    for k in range(n_planes):
+        plane_ylo[k] = np.inf
+        plane_yhi[k] = -np.inf
+        for p in range(plane_poly_start[k], plane_poly_start[k + 1]):
+            plane_ylo[k] = min(plane_ylo[k], pylo[p])
+            plane_yhi[k] = max(plane_yhi[k], pyhi[p])
+    # a polygon thinner than the row spacing may fall between rows: it is kept as one element
+    # at its centroid so that its volume and dose are not lost
+    thin = np.zeros(npoly, dtype=np.bool_)
+    for p in range(npoly):
+        j = _row_at_or_above(row_y0, row_dy, pylo[p])
+        thin[p] = row_y0 + (j + 0.5) * row_dy >= pyhi[p] and parea[p] > 0.0
+    cell = _search_cell(row_dy)
+    wrow = _row_weights(points_xy, poly_offsets, plane_poly_start, poly_sign, thin, row0, nrow,
+                        row_base, row_off, cross, row_y0, row_dy)
+    interpolated = False
+    for li in range(layer_a.size):
+        if layer_a[li] != layer_b[li]:
+            interpolated = True
+    if interpolated:
+        origin, dims, cell_off, seg, seg_poly = _edge_grid(
+            points_xy, poly_offsets, plane_poly_start, parea, cell)
+    else:
+        origin = np.zeros((1, 2))
+        dims = np.zeros((1, 3), dtype=np.int64)
+        cell_off = np.zeros(2, dtype=np.int64)
+        seg = np.zeros((1, 4))
+        seg_poly = np.zeros(1, dtype=np.int64)
+    return (poly_of_v, half_thick, poly_sign, parea, pcx, pcy, pylo, pyhi, row0, nrow, row_base,
+            row_off, cross, cross_v, nl0, nnl, nl_base, nl_off, ncross, plane_ylo, plane_yhi,
+            thin, wrow, origin, dims, cell_off, seg, seg_poly)
+
+
+@inline_kernel
+def _search_cell(row_dy):
+    """Side of the distance search's cells, mm: about the size of the distances searched."""
+    return 4.0 * row_dy
+
+
+@kernel
+def structure_dvh_layers(points_xy, poly_offsets, plane_poly_start, planes_z, layer_a, layer_b,
+                         layer_z0, layer_z1, below, above, dose, xs, ys, zs, extent, row_y0,
+                         row_dy, bin_lo, bin_width, n_bins, tables, l_first, l_end):
+    """Histogram one structure's dose over the layers ``l_first:l_end``.
 
     Parameters
     ----------
@@ -919,47 +980,10 @@ def structure_dvh(points_xy, poly_offsets, plane_poly_start, planes_z, layer_a, 
     ez1 = extent[2, 1]
     nx = xs.size
     n_planes = planes_z.size
-    npoly = poly_offsets.size - 1
-    poly_of_v = np.empty(points_xy.shape[0], dtype=np.int64)
-    for p in range(npoly):
-        poly_of_v[poly_offsets[p]:poly_offsets[p + 1]] = p
-    half_thick, poly_sign, parea, pcx, pcy, pylo, pyhi = _polygon_table(
-        points_xy, poly_offsets, plane_poly_start)
-    row0, nrow, row_base, row_off, cross, cross_v = _plane_rows(
-        points_xy, poly_offsets, plane_poly_start, row_y0, row_dy)
-    nl0, nnl, nl_base, nl_off, ncross, _ = _plane_lines(
-        points_xy, poly_offsets, plane_poly_start, ys)
-    plane_ylo = np.empty(n_planes)
-    plane_yhi = np.empty(n_planes)
-    for k in range(n_planes):
-        plane_ylo[k] = np.inf
-        plane_yhi[k] = -np.inf
-        for p in range(plane_poly_start[k], plane_poly_start[k + 1]):
-            plane_ylo[k] = min(plane_ylo[k], pylo[p])
-            plane_yhi[k] = max(plane_yhi[k], pyhi[p])
-    # a polygon thinner than the row spacing may fall between rows: it is kept as one element
-    # at its centroid so that its volume and dose are not lost
-    thin = np.zeros(npoly, dtype=np.bool_)
-    for p in range(npoly):
-        j = _row_at_or_above(row_y0, row_dy, pylo[p])
-        thin[p] = row_y0 + (j + 0.5) * row_dy >= pyhi[p] and parea[p] > 0.0
-    # the distance search's cells: about the size of the distances searched
-    cell = 4.0 * row_dy
-    wrow = _row_weights(points_xy, poly_offsets, plane_poly_start, poly_sign, thin, row0, nrow,
-                        row_base, row_off, cross, row_y0, row_dy)
-    interpolated = False
-    for li in range(layer_a.size):
-        if layer_a[li] != layer_b[li]:
-            interpolated = True
-    if interpolated:
-        origin, dims, cell_off, seg, seg_poly = _edge_grid(
-            points_xy, poly_offsets, plane_poly_start, parea, cell)
-    else:
-        origin = np.zeros((1, 2))
-        dims = np.zeros((1, 3), dtype=np.int64)
-        cell_off = np.zeros(2, dtype=np.int64)
-        seg = np.zeros((1, 4))
-        seg_poly = np.zeros(1, dtype=np.int64)
+    (poly_of_v, half_thick, poly_sign, parea, pcx, pcy, pylo, pyhi, row0, nrow, row_base,
+     row_off, cross, cross_v, nl0, nnl, nl_base, nl_off, ncross, plane_ylo, plane_yhi,
+     thin, wrow, origin, dims, cell_off, seg, seg_poly) = tables
+    cell = _search_cell(row_dy)
     # z pieces of the current layer (lz_*) and of one column (cz_*)
     nzb = zs.size + 2
     lz_i0 = np.empty(nzb, dtype=np.int64)
@@ -982,7 +1006,7 @@ def structure_dvh(points_xy, poly_offsets, plane_poly_start, planes_z, layer_a, 
     kt = np.empty(nkn)
     ts_buf = np.empty(xs.size + ys.size + 8)
 
-    for li in range(layer_a.size):
+    for li in range(l_first, l_end):
         a = layer_a[li]
         b = layer_b[li]
         z0 = layer_z0[li]
@@ -1131,6 +1155,10 @@ def structure_dvh(points_xy, poly_offsets, plane_poly_start, planes_z, layer_a, 
                             kx[0] = pa_
                             kt[0] = t_none if prev_from_a == in_a else t_full
                             n_k = 1
+                        # a short part from one outline to the other: a steep wall, linear
+                        if (n_k == 1 and pb_ == xn and length < SHORT_PART_ROWS * row_dy
+                                and kt[0] != (t_none if from_a == in_a else t_full)):
+                            n_c = 0
                         for ci in range(n_c):
                             xc = pa_ + (ci + 0.5) * length / n_c
                             for w_ in range(4):
@@ -1237,7 +1265,7 @@ def structure_dvh(points_xy, poly_offsets, plane_poly_start, planes_z, layer_a, 
     # surface-exact extremes, after the elements so that their centres prune most cells: a slab's
     # region at its ends and at the z nodes inside it; a plane's region on the plane; nodes inside
     # both planes at the z nodes between them
-    for li in range(layer_a.size):
+    for li in range(l_first, l_end):
         a = layer_a[li]
         b = layer_b[li]
         z0 = layer_z0[li]
@@ -1275,6 +1303,19 @@ def structure_dvh(points_xy, poly_offsets, plane_poly_start, planes_z, layer_a, 
     stats = np.empty(6)
     stats[:] = acc
     return ramp2, step1, stats
+
+
+@kernel
+def structure_dvh(points_xy, poly_offsets, plane_poly_start, planes_z, layer_a, layer_b,
+                  layer_z0, layer_z1, below, above, dose, xs, ys, zs, extent, row_y0, row_dy,
+                  bin_lo, bin_width, n_bins):
+    """:func:`structure_dvh_layers` over all layers, in one call."""
+    tables = structure_tables(points_xy, poly_offsets, plane_poly_start, layer_a, layer_b, ys,
+                              row_y0, row_dy)
+    return structure_dvh_layers(points_xy, poly_offsets, plane_poly_start, planes_z, layer_a,
+                                layer_b, layer_z0, layer_z1, below, above, dose, xs, ys, zs,
+                                extent, row_y0, row_dy, bin_lo, bin_width, n_bins, tables, 0,
+                                layer_a.size)
 
 
 @kernel

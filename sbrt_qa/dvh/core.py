@@ -39,6 +39,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -53,6 +56,61 @@ DEFAULT_MIN_ROWS = 32
 DEFAULT_BIN_WIDTH_GY = 0.005
 #: uncovered volume below this fraction of the structure is numerical noise, not a finding
 UNCOVERED_TOLERANCE = 1e-6
+#: a structure with fewer layers is one task; larger ones are cut into layer ranges that run on
+#: several threads (the kernels release the GIL)
+MIN_LAYERS_TO_SPLIT = 8
+#: layer ranges per thread: small enough for the threads to even out, big enough to be worth it
+CHUNKS_PER_THREAD = 2
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def default_threads() -> int:
+    """Threads the DVH engine uses: ``$SBRT_QA_THREADS`` if set, else the CPUs this process may
+    run on."""
+    env = os.environ.get("SBRT_QA_THREADS", "").strip()
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise SbrtQaError(f"SBRT_QA_THREADS={env!r} is not a whole number of threads") from None
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _executor() -> ThreadPoolExecutor:
+    """The engine's worker threads. Their tasks never wait on other tasks, so callers that are
+    themselves running on threads (the plan evaluator) cannot deadlock on it."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=max(2, default_threads()),
+                                       thread_name_prefix="sbrt-qa-dvh")
+        return _pool
+
+
+def layer_chunks(layer_a: np.ndarray, layer_b: np.ndarray, plane_rows: np.ndarray,
+                 n_chunks: int) -> list[tuple[int, int]]:
+    """Cut the layers into at most ``n_chunks`` contiguous ranges of about equal work.
+
+    A layer's work is taken as the scan rows of its planes (both planes of an interpolated layer).
+
+    Examples
+    --------
+    >>> layer_chunks(np.arange(4), np.arange(4), np.array([1, 1, 1, 1]), 2)
+    [(0, 2), (2, 4)]
+    """
+    n = layer_a.size
+    if n_chunks <= 1 or n < 2:
+        return [(0, n)]
+    work = plane_rows[layer_a] + np.where(layer_a != layer_b, plane_rows[layer_b], 0) + 1.0
+    cum = np.cumsum(work, dtype=np.float64)
+    cuts = np.searchsorted(cum, cum[-1] * np.arange(1, n_chunks) / n_chunks, side="left") + 1
+    bounds = [0, *sorted(set(int(c) for c in cuts if 0 < c < n)), n]
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def slabs(planes_z_mm: np.ndarray, default_thickness_mm: float | None = None):
@@ -201,7 +259,7 @@ def dvh_of_structure(structure: Structure, dose: DoseGrid, *,
                      default_thickness_mm: float | None = None,
                      min_rows: int = DEFAULT_MIN_ROWS,
                      bin_width_gy: float = DEFAULT_BIN_WIDTH_GY,
-                     interpolate: bool = True) -> DVH:
+                     interpolate: bool = True, threads: int | None = None) -> DVH:
     """Cumulative DVH of one structure on one dose grid.
 
     Parameters
@@ -218,12 +276,14 @@ def dvh_of_structure(structure: Structure, dose: DoseGrid, *,
     interpolate : bool, optional
         Shape-based interpolation between adjacent planes (default); ``False`` gives the plain
         slab model (each plane's region constant over its slab). See the module docstring.
+    threads : int, optional
+        Threads for this structure (default: :func:`default_threads`). The result does not depend
+        on it beyond floating-point summation order.
 
     Returns
     -------
     DVH
     """
-    from ._kernels import structure_dvh
 
     name = structure.name
     findings: list[Finding] = []
@@ -253,10 +313,10 @@ def dvh_of_structure(structure: Structure, dose: DoseGrid, *,
     bin_lo = math.floor(min(0.0, gmin) / bin_width_gy) * bin_width_gy
     n_bins = int(math.ceil((gmax * 1.0001 + 4 * bin_width_gy - bin_lo) / bin_width_gy))
     la, lb, lz0, lz1, below, above = layers(planes, lo, hi, interpolate=interpolate)
-    ramp2, step1, stats = structure_dvh(
-        points, offsets, plane_start, planes, la, lb, lz0, lz1, below, above, dose.dose_gy,
-        dose.x_mm, dose.y_mm, dose.z_mm, dose.extent_mm, row_y0, row_dy, bin_lo, bin_width_gy,
-        n_bins)
+    ramp2, step1, stats = _histogram(
+        (points, offsets, plane_start, planes, la, lb, lz0, lz1, below, above, dose.dose_gy,
+         dose.x_mm, dose.y_mm, dose.z_mm, dose.extent_mm, row_y0, row_dy, bin_lo, bin_width_gy,
+         n_bins), threads)
     covered_cc = stats[0] / 1000.0
     uncovered_cc = stats[1] / 1000.0
     volume_cc = covered_cc + uncovered_cc
@@ -285,6 +345,35 @@ def dvh_of_structure(structure: Structure, dose: DoseGrid, *,
     return DVH(name=name, dose_gy=dose_nodes, cumulative_cc=cum, volume_cc=volume_cc,
                covered_volume_cc=covered_cc, dmin_gy=dmin, dmax_gy=dmax,
                dmean_gy=float(stats[2] / stats[0]), findings=tuple(findings))
+
+
+def _histogram(args: tuple, threads: int | None):
+    """Run the kernels over all layers: one call, or layer ranges on the engine's threads, summed.
+    Returns ``ramp2, step1, stats`` as :func:`~sbrt_qa.dvh._kernels.structure_dvh_layers`."""
+    from ._kernels import structure_dvh_layers, structure_tables
+
+    (points, offsets, plane_start, planes, la, lb, lz0, lz1, below, above, dose_gy, xs, ys, zs,
+     extent, row_y0, row_dy, bin_lo, bin_w, n_bins) = args
+    tables = structure_tables(points, offsets, plane_start, la, lb, ys, row_y0, row_dy)
+    n_threads = default_threads() if threads is None else max(1, int(threads))
+    chunks = [(0, la.size)]
+    if n_threads > 1 and la.size >= MIN_LAYERS_TO_SPLIT:
+        plane_rows = np.asarray(tables[9], dtype=np.float64)  # nrow: scan rows per plane
+        chunks = layer_chunks(la, lb, plane_rows, n_threads * CHUNKS_PER_THREAD)
+    if len(chunks) == 1:
+        return structure_dvh_layers(*args, tables, 0, la.size)
+    parts = list(_executor().map(lambda c: structure_dvh_layers(*args, tables, c[0], c[1]),
+                                 chunks))
+    ramp2 = parts[0][0].copy()
+    step1 = parts[0][1].copy()
+    stats = parts[0][2].copy()
+    for r2, s1, st in parts[1:]:
+        ramp2 += r2
+        step1 += s1
+        stats[[0, 1, 2, 5]] += st[[0, 1, 2, 5]]
+        stats[3] = min(stats[3], st[3])
+        stats[4] = max(stats[4], st[4])
+    return ramp2, step1, stats
 
 
 def compute_dvh(plan: Plan, structure_name: str, *, dose: DoseGrid | None = None,
