@@ -66,29 +66,29 @@ SHORT_PART_ROWS = 0.25
 
 
 @inline_kernel
-def _ramp_edge(ramp2, lo, bw, t, s):
-    # adds s * (d - t)_+ sampled at the edges lo + k*bw, as second differences
-    u = (t - lo) / bw
-    k0 = int(np.floor(u))
+def _ramp_edge(ramp2, lo, bw, ibw, t, s):
+    # adds s * (d - t)_+ sampled at the edges lo + k*bw, as second differences (t >= lo)
+    u = (t - lo) * ibw
+    k0 = int(u)
     r = (k0 + 1 - u) * bw
     ramp2[k0 + 1] += s * r
     ramp2[k0 + 2] += s * (bw - r)
 
 
 @inline_kernel
-def _accumulate(ramp2, step1, lo, hi, bw, a, b, w):
-    """Spread volume ``w`` uniformly over doses ``[a, b]``."""
+def _accumulate(ramp2, step1, lo, hi, bw, ibw, a, b, w):
+    """Spread volume ``w`` uniformly over doses ``[a, b]`` (``ibw = 1 / bw``)."""
     if a < lo:
         a = lo
     if b > hi:
         b = hi
     if b - a < 0.5 * bw:
-        k = int(np.floor((0.5 * (a + b) - lo) / bw)) + 1
+        k = int((0.5 * (a + b) - lo) * ibw) + 1
         step1[k] += w
     else:
         s = w / (b - a)
-        _ramp_edge(ramp2, lo, bw, a, s)
-        _ramp_edge(ramp2, lo, bw, b, -s)
+        _ramp_edge(ramp2, lo, bw, ibw, a, s)
+        _ramp_edge(ramp2, lo, bw, ibw, b, -s)
 
 
 @inline_kernel
@@ -138,8 +138,8 @@ def _trilinear_cell(dose, i0, i1, tx, sx, j0, j1, ty, sy, k0, k1, tz, sz):
 
 
 @inline_kernel
-def _element(acc, ramp2, step1, lo, hi, bw, dose, i0, i1, tx, sx, j0, j1, ty, sy, k0, k1, tz, sz,
-             w, lx, ly, lz):
+def _element(acc, ramp2, step1, lo, hi, bw, ibw, dose, i0, i1, tx, sx, j0, j1, ty, sy, k0, k1, tz,
+             sz, w, lx, ly, lz):
     """Histogram volume ``w`` of extent ``lx x ly x lz`` centred at the given cell fractions."""
     val, gx, gy, gz = _trilinear_cell(dose, i0, i1, tx, sx, j0, j1, ty, sy, k0, k1, tz, sz)
     half = 0.5 * np.sqrt((gx * lx) ** 2 + (gy * ly) ** 2 + (gz * lz) ** 2)
@@ -151,7 +151,7 @@ def _element(acc, ramp2, step1, lo, hi, bw, dose, i0, i1, tx, sx, j0, j1, ty, sy
     acc[0] += w
     acc[2] += w * val
     acc[5] += 1.0
-    _accumulate(ramp2, step1, lo, hi, bw, val - half, val + half, w)
+    _accumulate(ramp2, step1, lo, hi, bw, ibw, val - half, val + half, w)
 
 
 @inline_kernel
@@ -969,6 +969,7 @@ def structure_dvh_layers(points_xy, poly_offsets, plane_poly_start, planes_z, la
     step1 = np.zeros(n_bins + 3)
     lo = bin_lo
     hi = bin_lo + n_bins * bin_width
+    inv_bw = 1.0 / bin_width
     acc = np.zeros(6)
     acc[3] = np.inf
     acc[4] = -np.inf
@@ -1048,7 +1049,7 @@ def structure_dvh_layers(points_xy, poly_offsets, plane_poly_start, planes_z, la
                 iy0, iy1, ty, sy = _axis(ys, np.searchsorted(ys, pcy[p], side="right"), pcy[p])
                 size = np.sqrt(area)
                 for q in range(ncz):
-                    _element(acc, ramp2, step1, lo, hi, bin_width, dose, ix0, ix1, tx, sx,
+                    _element(acc, ramp2, step1, lo, hi, bin_width, inv_bw, dose, ix0, ix1, tx, sx,
                              iy0, iy1, ty, sy, cz_i0[q], cz_i1[q], cz_t[q], cz_s[q],
                              area * cz_h[q], size, size, cz_h[q])
 
@@ -1132,7 +1133,7 @@ def structure_dvh_layers(points_xy, poly_offsets, plane_poly_start, planes_z, la
                                 if lp > 0.0:
                                     ix0, ix1, tx, sx = _axis(xs, m, 0.5 * (x_lo + x_hi))
                                     for q in range(n_lz):
-                                        _element(acc, ramp2, step1, lo, hi, bin_width, dose,
+                                        _element(acc, ramp2, step1, lo, hi, bin_width, inv_bw, dose,
                                                  ix0, ix1, tx, sx, iy0, iy1, ty, sy,
                                                  lz_i0[q], lz_i1[q], lz_t[q], lz_s[q],
                                                  lp * row_dy * lz_h[q] * lz_w[q], lp, band,
@@ -1246,7 +1247,7 @@ def structure_dvh_layers(points_xy, poly_offsets, plane_poly_start, planes_z, la
                                 if lp > 0.0:
                                     ix0, ix1, tx, sx = _axis(xs, m, 0.5 * (x_lo + x_hi))
                                     for q in range(ncz):
-                                        _element(acc, ramp2, step1, lo, hi, bin_width, dose,
+                                        _element(acc, ramp2, step1, lo, hi, bin_width, inv_bw, dose,
                                                  ix0, ix1, tx, sx, iy0, iy1, ty, sy,
                                                  cz_i0[q], cz_i1[q], cz_t[q], cz_s[q],
                                                  lp * row_dy * wd * cz_h[q], lp, band, cz_h[q])
