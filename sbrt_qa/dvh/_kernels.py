@@ -351,10 +351,17 @@ def _node_extremes(line0, nline, base, off, cross, ka, kb, z, dose, xs, zs, acc)
                 xn = cross[qb]
                 from_a = False
             if in_a and in_b:
-                i = np.searchsorted(xs, xprev, side="left")
-                while i < xs.size and xs[i] <= xn:
-                    _update(acc, dose[k0, jn, i] + tz * (dose[k1, jn, i] - dose[k0, jn, i]))
-                    i += 1
+                i0 = np.searchsorted(xs, xprev, side="left")
+                i1 = np.searchsorted(xs, xn, side="right")
+                # local extremes: a reduction the compiler can vectorise
+                mn = acc[3]
+                mx = acc[4]
+                for i in range(i0, i1):
+                    v = dose[k0, jn, i] + tz * (dose[k1, jn, i] - dose[k0, jn, i])
+                    mn = min(mn, v)
+                    mx = max(mx, v)
+                acc[3] = mn
+                acc[4] = mx
             if from_a:
                 in_a = not in_a
                 qa += 1
