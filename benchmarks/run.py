@@ -373,9 +373,11 @@ def speed_section(case: dict, *, quick: bool, report: Reporter) -> dict:
     import pydicom
 
     import sbrt_qa
-    from sbrt_qa.dvh import compute_dvh
+    from sbrt_qa.dvh import compute_dvh, compute_dvhs
+    from sbrt_qa.dvh.core import default_threads
 
     report(f"== 2. DVH speed: {case['label']} liver plan ({case['source']})")
+    threads = default_threads()
     reps_sbrt = 3 if quick else 7
     reps_dcp = 1 if quick else 3
     folder = case["dir"]
@@ -403,7 +405,8 @@ def speed_section(case: dict, *, quick: bool, report: Reporter) -> dict:
         st = plan.structures[n]
         per[n] = {"volume_cc": d.volume_cc, "planes": int(st.planes_z_mm.size),
                   "vertices": int(st.points_xy_mm.shape[0])}
-        fns = {"sbrt_qa_s": (lambda n=n: compute_dvh(plan, n), reps_sbrt)}
+        fns = {"sbrt_qa_s": (lambda n=n: compute_dvh(plan, n), reps_sbrt),
+               "sbrt_qa_1thread_s": (lambda n=n: compute_dvh(plan, n, threads=1), reps_sbrt)}
         if get_dvh is not None:
             roi = case["roi_numbers"][n]
             per[n]["dicompyler_volume_cc"] = float(get_dvh(ss_ds, rd_ds, roi).volume)
@@ -414,8 +417,7 @@ def speed_section(case: dict, *, quick: bool, report: Reporter) -> dict:
 
     def sbrt_whole():
         p = sbrt_qa.load_plan(folder)
-        for n in names:
-            compute_dvh(p, n)
+        compute_dvhs(p, names)
 
     def dcp_whole():
         s = pydicom.dcmread(case["rtstruct"])
@@ -424,6 +426,8 @@ def speed_section(case: dict, *, quick: bool, report: Reporter) -> dict:
             get_dvh(s, r, case["roi_numbers"][n])
 
     fns = {"sbrt_qa": (sbrt_whole, reps_sbrt),
+           "sbrt_qa_dvhs": (lambda: compute_dvhs(plan, names), reps_sbrt),
+           "sbrt_qa_dvhs_1thread": (lambda: compute_dvhs(plan, names, threads=1), reps_sbrt),
            "load_plan": (lambda: sbrt_qa.load_plan(folder), reps_sbrt)}
     if get_dvh is not None:
         fns["dicompyler"] = (dcp_whole, 1)  # ~= the per-structure sum; once is enough
@@ -435,28 +439,37 @@ def speed_section(case: dict, *, quick: bool, report: Reporter) -> dict:
                  "repeats": {"sbrt_qa": reps_sbrt, "dicompyler": reps_dcp,
                              "dicompyler_whole_plan": 1},
                  "sbrt_qa_settings": "defaults (same as the Nelms section)",
+                 "sbrt_qa_threads": threads,
                  "sbrt_qa_first_load_s": t_first_load, "sbrt_qa_jit_warm_s": t_warm,
                  "sbrt_qa_load_plan_s": t_load, "sbrt_qa_whole_plan_end_to_end_s": t_sbrt_e2e,
                  "dicompyler_source": source, "structures": per}
     if get_dvh is not None:
         out["dicompyler_whole_plan_end_to_end_s"] = whole["dicompyler"]
 
-    sb_sum = sum(v["sbrt_qa_s"] for v in per.values())
-    out["sbrt_qa_whole_plan_dvh_s"] = sb_sum
-    rows = [[n, v["volume_cc"], v["planes"], 1000 * v["sbrt_qa_s"],
-             1000 * v.get("dicompyler_s", math.nan), v.get("ratio", math.nan)]
+    # whole plan: sbrt_qa.dvh.compute_dvhs (structures side by side on the engine's threads)
+    sb_whole = whole["sbrt_qa_dvhs"]
+    out["sbrt_qa_whole_plan_dvh_s"] = sb_whole
+    out["sbrt_qa_whole_plan_dvh_1thread_s"] = whole["sbrt_qa_dvhs_1thread"]
+    out["sbrt_qa_per_structure_sum_s"] = sum(v["sbrt_qa_s"] for v in per.values())
+    rows = [[n, v["volume_cc"], v["planes"], 1000 * v["sbrt_qa_s"], 1000 * v["sbrt_qa_1thread_s"],
+             1000 * v.get("dicompyler_s", math.nan), v.get("ratio", math.nan),
+             v.get("dicompyler_s", math.nan) / v["sbrt_qa_1thread_s"]]
             for n, v in per.items()]
     targets = {}
     if get_dvh is not None:
+        for v in per.values():
+            v["ratio_1thread"] = v["dicompyler_s"] / v["sbrt_qa_1thread_s"]
         dcp_sum = sum(v["dicompyler_s"] for v in per.values())
         out["dicompyler_whole_plan_dvh_s"] = dcp_sum
-        out["whole_plan_dvh_ratio"] = dcp_sum / sb_sum
+        out["whole_plan_dvh_ratio"] = dcp_sum / sb_whole
+        out["whole_plan_dvh_ratio_1thread"] = dcp_sum / whole["sbrt_qa_dvhs_1thread"]
         out["whole_plan_end_to_end_ratio"] = out["dicompyler_whole_plan_end_to_end_s"] / t_sbrt_e2e
         rows.append(["whole plan (DVHs)", sum(v["volume_cc"] for v in per.values()), "",
-                     1000 * sb_sum, 1000 * dcp_sum, out["whole_plan_dvh_ratio"]])
-        rows.append(["whole plan (read + DVHs)", "", "", 1000 * t_sbrt_e2e,
+                     1000 * sb_whole, 1000 * whole["sbrt_qa_dvhs_1thread"], 1000 * dcp_sum,
+                     out["whole_plan_dvh_ratio"], out["whole_plan_dvh_ratio_1thread"]])
+        rows.append(["whole plan (read + DVHs)", "", "", 1000 * t_sbrt_e2e, "",
                      1000 * out["dicompyler_whole_plan_end_to_end_s"],
-                     out["whole_plan_end_to_end_ratio"]])
+                     out["whole_plan_end_to_end_ratio"], ""])
         liver = next((n for n in names if _is_liver(n)), None)
         if liver:
             r = per[liver]["ratio"]
@@ -469,7 +482,10 @@ def speed_section(case: dict, *, quick: bool, report: Reporter) -> dict:
     report(f"   dose grid {dose.shape[2]} x {dose.shape[1]} x {dose.shape[0]} (x y z) at "
            f"{out['grid_spacing_mm'][2]:g} mm; medians of {reps_sbrt} (sbrt-qa) / {reps_dcp} "
            f"(dicompyler-core get_dvh defaults, datasets read once) repeats")
-    report.table(["structure", "volume cc", "planes", "sbrt-qa ms", "dicompyler ms", "ratio"], rows)
+    report(f"   sbrt-qa on {threads} thread(s) (the default: the CPUs available), and on 1 thread; "
+           "dicompyler-core runs on 1")
+    report.table(["structure", "volume cc", "planes", "sbrt-qa ms", "1 thread ms",
+                  "dicompyler ms", "ratio", "ratio 1 thr"], rows)
     report(f"   sbrt-qa: first load_plan {t_first_load:.3f} s, numba warm-up {t_warm:.3f} s, "
            f"load_plan {1000 * t_load:.0f} ms")
     for k, v in targets.items():

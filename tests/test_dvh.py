@@ -161,17 +161,34 @@ def test_deterministic_across_runs_and_threads():
 
 @pytest.mark.parametrize("interpolate", [True, False])
 @pytest.mark.parametrize("threads", [2, 3, 8])
-def test_thread_count_changes_only_the_summation_order(threads, interpolate):
-    # layer ranges on several threads, summed: the same DVH as one thread
-    p, grid, _ = ph.case("islands", "cone")
+def test_the_dvh_is_bit_for_bit_the_same_whatever_the_thread_count(threads, interpolate):
+    # a structure of many layers: cut into layer ranges that run on several threads
+    from sbrt_qa.dvh.core import chunk_count
+
+    p = ph.cylinder(12.0, 60.0, spacing=1.0)
+    grid = ph.dose_grid(ph.GaussianField((2.0, -3.0, 5.0)), p.bounds_mm, margin_mm=3.0)
     s = p.structure()
+    assert chunk_count(s.planes_z_mm.size) > 2
     one = dvh_of(s, grid, threads=1, interpolate=interpolate)
     many = dvh_of(s, grid, threads=threads, interpolate=interpolate)
-    assert many.volume_cc == pytest.approx(one.volume_cc, rel=1e-12)
-    assert many.dmean_gy == pytest.approx(one.dmean_gy, abs=1e-9)
-    assert (many.dmin_gy, many.dmax_gy) == pytest.approx((one.dmin_gy, one.dmax_gy), abs=1e-12)
+    assert (many.volume_cc, many.dmean_gy, many.dmin_gy, many.dmax_gy) == (
+        one.volume_cc, one.dmean_gy, one.dmin_gy, one.dmax_gy)
     assert np.array_equal(many.dose_gy, one.dose_gy)
-    assert np.allclose(many.cumulative_cc, one.cumulative_cc, rtol=0, atol=1e-9)
+    assert np.array_equal(many.cumulative_cc, one.cumulative_cc)
+
+
+def test_several_structures_side_by_side_match_one_at_a_time():
+    from sbrt_qa.dvh import dvhs_of_structures
+
+    cases = [ph.case(n, "gaussian") for n in ("cone", "islands", "tube", "sphere_0.5cc")]
+    items = [(p.structure(), grid) for p, grid, _ in cases]
+    together = dvhs_of_structures(items, threads=3, interpolate=True)
+    for (s, grid), d in zip(items, together):
+        alone = dvh_of(s, grid, threads=1, interpolate=True)
+        assert d.name == s.name
+        assert (d.volume_cc, d.dmean_gy, d.dmax_gy) == (alone.volume_cc, alone.dmean_gy,
+                                                       alone.dmax_gy)
+        assert np.array_equal(d.cumulative_cc, alone.cumulative_cc)
 
 
 def test_layer_chunks_cover_every_layer_once_in_order():

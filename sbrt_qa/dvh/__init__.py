@@ -1,5 +1,5 @@
 """The DVH engine: numba kernels (``_kernels``) and the public :func:`compute_dvh`."""
 
-from .core import compute_dvh, dvh_of_structure, slabs
+from .core import compute_dvh, compute_dvhs, dvh_of_structure, dvhs_of_structures, slabs
 
-__all__ = ["compute_dvh", "dvh_of_structure", "slabs"]
+__all__ = ["compute_dvh", "compute_dvhs", "dvh_of_structure", "dvhs_of_structures", "slabs"]

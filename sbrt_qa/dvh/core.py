@@ -56,11 +56,12 @@ DEFAULT_MIN_ROWS = 32
 DEFAULT_BIN_WIDTH_GY = 0.005
 #: uncovered volume below this fraction of the structure is numerical noise, not a finding
 UNCOVERED_TOLERANCE = 1e-6
-#: a structure with fewer layers is one task; larger ones are cut into layer ranges that run on
-#: several threads (the kernels release the GIL)
-MIN_LAYERS_TO_SPLIT = 8
-#: layer ranges per thread: small enough for the threads to even out, big enough to be worth it
-CHUNKS_PER_THREAD = 2
+#: a structure's layers are cut into ranges of at least this many layers (at most
+#: ``MAX_CHUNKS``), which run on the engine's threads (the kernels release the GIL). The cut
+#: depends on the structure alone, and the ranges are summed in order, so a DVH is bit for bit the
+#: same whatever the number of threads.
+LAYERS_PER_CHUNK = 8
+MAX_CHUNKS = 8
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -90,6 +91,17 @@ def _executor() -> ThreadPoolExecutor:
             _pool = ThreadPoolExecutor(max_workers=max(2, default_threads()),
                                        thread_name_prefix="sbrt-qa-dvh")
         return _pool
+
+
+def chunk_count(n_layers: int) -> int:
+    """Number of layer ranges a structure with ``n_layers`` layers is cut into.
+
+    Examples
+    --------
+    >>> chunk_count(5), chunk_count(20), chunk_count(500)
+    (1, 2, 8)
+    """
+    return max(1, min(MAX_CHUNKS, n_layers // LAYERS_PER_CHUNK))
 
 
 def layer_chunks(layer_a: np.ndarray, layer_b: np.ndarray, plane_rows: np.ndarray,
@@ -277,8 +289,8 @@ def dvh_of_structure(structure: Structure, dose: DoseGrid, *,
         Shape-based interpolation between adjacent planes (default); ``False`` gives the plain
         slab model (each plane's region constant over its slab). See the module docstring.
     threads : int, optional
-        Threads for this structure (default: :func:`default_threads`). The result does not depend
-        on it beyond floating-point summation order.
+        Threads for this structure (default: :func:`default_threads`). The result is the same bit
+        for bit whatever the number (see ``LAYERS_PER_CHUNK``).
 
     Returns
     -------
@@ -348,22 +360,24 @@ def dvh_of_structure(structure: Structure, dose: DoseGrid, *,
 
 
 def _histogram(args: tuple, threads: int | None):
-    """Run the kernels over all layers: one call, or layer ranges on the engine's threads, summed.
-    Returns ``ramp2, step1, stats`` as :func:`~sbrt_qa.dvh._kernels.structure_dvh_layers`."""
+    """Run the kernels over the structure's layer ranges (on the engine's threads unless
+    ``threads == 1``) and sum them in order. Returns ``ramp2, step1, stats`` as
+    :func:`~sbrt_qa.dvh._kernels.structure_dvh_layers`."""
     from ._kernels import structure_dvh_layers, structure_tables
 
     (points, offsets, plane_start, planes, la, lb, lz0, lz1, below, above, dose_gy, xs, ys, zs,
      extent, row_y0, row_dy, bin_lo, bin_w, n_bins) = args
     tables = structure_tables(points, offsets, plane_start, la, lb, ys, row_y0, row_dy)
+    plane_rows = np.asarray(tables[9], dtype=np.float64)  # nrow: scan rows per plane
+    chunks = layer_chunks(la, lb, plane_rows, chunk_count(la.size))
     n_threads = default_threads() if threads is None else max(1, int(threads))
-    chunks = [(0, la.size)]
-    if n_threads > 1 and la.size >= MIN_LAYERS_TO_SPLIT:
-        plane_rows = np.asarray(tables[9], dtype=np.float64)  # nrow: scan rows per plane
-        chunks = layer_chunks(la, lb, plane_rows, n_threads * CHUNKS_PER_THREAD)
+
+    def run(c):
+        return structure_dvh_layers(*args, tables, c[0], c[1])
+
     if len(chunks) == 1:
-        return structure_dvh_layers(*args, tables, 0, la.size)
-    parts = list(_executor().map(lambda c: structure_dvh_layers(*args, tables, c[0], c[1]),
-                                 chunks))
+        return run(chunks[0])
+    parts = list(_executor().map(run, chunks) if n_threads > 1 else map(run, chunks))
     ramp2 = parts[0][0].copy()
     step1 = parts[0][1].copy()
     stats = parts[0][2].copy()
@@ -376,10 +390,79 @@ def _histogram(args: tuple, threads: int | None):
     return ramp2, step1, stats
 
 
+def dvhs_of_structures(items, *, threads: int | None = None, **kwargs) -> list[DVH]:
+    """DVHs of several ``(structure, dose)`` pairs, computed concurrently.
+
+    Structures run side by side on ``threads`` threads (default: :func:`default_threads`), each
+    structure on one thread: for a plan of many structures this keeps every core busy with less
+    overhead than splitting each structure. Results are identical to :func:`dvh_of_structure`.
+
+    Parameters
+    ----------
+    items : sequence of (Structure, DoseGrid)
+    threads : int, optional
+    **kwargs
+        Passed to :func:`dvh_of_structure` (``default_thickness_mm``, ``interpolate``, ...).
+
+    Returns
+    -------
+    list of DVH
+        In the order of ``items``.
+    """
+    items = list(items)
+    n_threads = default_threads() if threads is None else max(1, int(threads))
+    if n_threads == 1 or len(items) < 2:
+        return [dvh_of_structure(s, d, threads=n_threads, **kwargs) for s, d in items]
+    # largest first, so that a big structure does not start last
+    order = sorted(range(len(items)), key=lambda i: -items[i][0].points_xy_mm.shape[0])
+    out: list[DVH | None] = [None] * len(items)
+    # a pool of its own: these tasks wait on nothing, and the engine's pool stays free
+    with ThreadPoolExecutor(max_workers=min(n_threads, len(items)),
+                            thread_name_prefix="sbrt-qa-dvhs") as pool:
+        futures = {i: pool.submit(dvh_of_structure, items[i][0], items[i][1], threads=1,
+                                  **kwargs) for i in order}
+        for i, f in futures.items():
+            out[i] = f.result()
+    return out
+
+
+def compute_dvhs(plan: Plan, structure_names=None, *, dose: DoseGrid | None = None,
+                 threads: int | None = None, **kwargs) -> dict[str, DVH]:
+    """Cumulative DVHs of several structures of a plan, computed concurrently.
+
+    Parameters
+    ----------
+    plan : Plan
+    structure_names : iterable of str, optional
+        Default: every structure with contours.
+    dose : DoseGrid, optional
+        As in :func:`compute_dvh`.
+    threads : int, optional
+        See :func:`dvhs_of_structures`.
+    **kwargs
+        ``min_rows``, ``bin_width_gy``, ``interpolate``: see :func:`dvh_of_structure`.
+
+    Returns
+    -------
+    dict
+        Name (as given, or the plan's key) -> DVH.
+    """
+    dose = dose if dose is not None else plan.dose
+    if dose is None:
+        raise SbrtQaError("the plan has no dose grid (no RTDOSE found)", path=plan.path)
+    if structure_names is None:
+        named = {n: s for n, s in plan.structures.items() if not s.is_empty}
+    else:
+        named = {n: plan.structure(n) for n in structure_names}
+    dvhs = dvhs_of_structures([(s, dose) for s in named.values()], threads=threads,
+                              default_thickness_mm=plan.contour_spacing_mm, **kwargs)
+    return dict(zip(named, dvhs))
+
+
 def compute_dvh(plan: Plan, structure_name: str, *, dose: DoseGrid | None = None,
                 min_rows: int = DEFAULT_MIN_ROWS,
                 bin_width_gy: float = DEFAULT_BIN_WIDTH_GY,
-                interpolate: bool = True) -> DVH:
+                interpolate: bool = True, threads: int | None = None) -> DVH:
     """Cumulative DVH of a named structure of a plan.
 
     Parameters
@@ -390,7 +473,7 @@ def compute_dvh(plan: Plan, structure_name: str, *, dose: DoseGrid | None = None
         ROI name (exact, else case-insensitive).
     dose : DoseGrid, optional
         Dose to use instead of the plan's total dose (e.g. one course of a staged plan).
-    min_rows, bin_width_gy, interpolate
+    min_rows, bin_width_gy, interpolate, threads
         See :func:`dvh_of_structure`.
 
     Returns
@@ -409,4 +492,5 @@ def compute_dvh(plan: Plan, structure_name: str, *, dose: DoseGrid | None = None
         raise SbrtQaError("the plan has no dose grid (no RTDOSE found)", path=plan.path)
     structure = plan.structure(structure_name)
     return dvh_of_structure(structure, dose, default_thickness_mm=plan.contour_spacing_mm,
-                            min_rows=min_rows, bin_width_gy=bin_width_gy, interpolate=interpolate)
+                            min_rows=min_rows, bin_width_gy=bin_width_gy, interpolate=interpolate,
+                            threads=threads)
