@@ -636,11 +636,14 @@ def _phi(points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin, dims
     best = np.inf
     best_p = -1
     if row0[k] <= j < row0[k] + nrow[k]:
-        # the row's crossings: the inside test, and their edges a first bound on the distance
+        # the row's (sorted) crossings: the inside test, and the edges of the two crossings
+        # around x a first bound on the distance
         r = row_base[k] + j - row0[k]
-        for q in range(row_off[r], row_off[r + 1]):
-            if cross[q] < x:
-                inside = not inside
+        q0 = row_off[r]
+        q1 = row_off[r + 1]
+        m = q0 + np.searchsorted(cross[q0:q1], x, side="left")
+        inside = (m - q0) % 2 == 1
+        for q in range(max(m - 1, q0), min(m + 1, q1)):
             v = cross_v[q]
             p = poly_of_v[v]
             w = v + 1 if v + 1 < poly_offsets[p + 1] else poly_offsets[p]
