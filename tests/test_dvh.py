@@ -216,6 +216,21 @@ def test_threads_from_the_environment(monkeypatch):
         default_threads()
 
 
+@pytest.mark.parametrize("interpolate", [False, True])
+@pytest.mark.parametrize("axis", [0, 2])
+def test_many_planes_per_dose_cell_against_the_analytic_truth(axis, interpolate):
+    # 1 mm planes on a 5 mm z grid: a cell inside the structure spans several layers and is one
+    # element (a block); volume and mean dose stay exact, the DVH within the analytic tolerances
+    p = ph.cylinder(14.0, 40.0, spacing=1.0)
+    f = ph.LinearField(axis, 0.6, 25.0, float(p.bounds_mm[axis].mean()))
+    grid = ph.dose_grid(f, p.bounds_mm, (2.5, 2.5, 5.0), margin_mm=6.0)
+    truth = ph.linear_truth(p, f, grid)
+    d = dvh_of(p, grid, interpolate=interpolate)
+    assert d.volume_cc == pytest.approx(truth.volume_cc, rel=2e-3)
+    assert d.dmean_gy == pytest.approx(truth.dmean_gy, abs=1e-4)
+    ph.assert_close(d, truth, f"cylinder 1 mm planes, 5 mm z grid, axis {axis}")
+
+
 def test_polygon_order_does_not_matter():
     p, grid, _ = ph.case("tube", "gaussian")
     s = p.structure()
