@@ -1472,6 +1472,20 @@ def structure_dvh(points_xy, poly_offsets, plane_poly_start, planes_z, layer_a, 
 
 
 @kernel
+def block_extremes(dose, k0, k1, j0, j1, i0, i1):
+    """Min and max of ``dose[k0:k1, j0:j1, i0:i1]`` in one pass (the block must not be empty)."""
+    mn = dose[k0, j0, i0]
+    mx = mn
+    for k in range(k0, k1):
+        for j in range(j0, j1):
+            for i in range(i0, i1):
+                v = dose[k, j, i]
+                mn = min(mn, v)
+                mx = max(mx, v)
+    return mn, mx
+
+
+@kernel
 def trilinear_points(dose, xs, ys, zs, points, outside_value):
     """Trilinear dose at ``points`` (n, 3) x/y/z mm; ``outside_value`` beyond the node hull."""
     n = points.shape[0]

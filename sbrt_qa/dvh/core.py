@@ -41,6 +41,7 @@ import logging
 import math
 import os
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -232,19 +233,29 @@ def layers(planes_z_mm: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, interpola
     return a, b, z0, z1, below, above
 
 
+_geometry_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _sorted_geometry(structure: Structure):
-    """Polygons regrouped by plane: (points, offsets, plane_start, planes_z)."""
+    """Polygons regrouped by plane: (points, offsets, plane_start, planes). Structures are
+    immutable, so this is computed once per structure."""
+    cached = _geometry_cache.get(structure)
+    if cached is not None:
+        return cached
     zr = np.round(structure.polygon_z_mm, 3)
     order = np.argsort(zr, kind="stable")
-    counts = np.diff(structure.polygon_offsets)
-    starts = structure.polygon_offsets[:-1]
-    idx = np.concatenate([np.arange(starts[p], starts[p] + counts[p]) for p in order])
-    points = np.ascontiguousarray(structure.points_xy_mm[idx])
+    counts = np.diff(structure.polygon_offsets)[order]
     offsets = np.zeros(order.size + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum(counts[order])
+    offsets[1:] = np.cumsum(counts)
+    # vertex i of the regrouped list comes from polygon order[p] at the same position within it
+    shift = np.repeat(structure.polygon_offsets[:-1][order] - offsets[:-1], counts)
+    idx = np.arange(offsets[-1]) + shift
+    points = np.ascontiguousarray(structure.points_xy_mm[idx])
     planes, first = np.unique(zr[order], return_index=True)
     plane_start = np.append(first, order.size).astype(np.int64)
-    return points, offsets, plane_start, planes
+    out = (points, offsets, plane_start, planes)
+    _geometry_cache[structure] = out
+    return out
 
 
 def _node_range(c: np.ndarray, a: float, b: float) -> tuple[int, int]:
@@ -258,13 +269,15 @@ def _node_range(c: np.ndarray, a: float, b: float) -> tuple[int, int]:
 def _local_dose_range(dose: DoseGrid, points: np.ndarray, z_lo: float, z_hi: float):
     """Min and max of the dose nodes around the structure: its histogram range, without a pass
     over the whole grid."""
+    from ._kernels import block_extremes
+
     if not dose.dose_gy.size:
         return 0.0, 0.0
     i0, i1 = _node_range(dose.x_mm, float(points[:, 0].min()), float(points[:, 0].max()))
     j0, j1 = _node_range(dose.y_mm, float(points[:, 1].min()), float(points[:, 1].max()))
     k0, k1 = _node_range(dose.z_mm, z_lo, z_hi)
-    block = dose.dose_gy[k0:k1, j0:j1, i0:i1]
-    return float(block.min()), float(block.max())
+    lo, hi = block_extremes(dose.dose_gy, k0, k1, j0, j1, i0, i1)
+    return float(lo), float(hi)
 
 
 def dvh_of_structure(structure: Structure, dose: DoseGrid, *,
