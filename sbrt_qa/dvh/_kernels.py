@@ -28,6 +28,9 @@ Method (see ``sbrt_qa/dvh/core.py`` for the conventions):
   and outside swap). For concentric circles ``phi = rho^2 - r_k^2``, so spheres, cones, cylinders
   and rounded tips, whose ``r^2`` is quadratic in z, come out exactly; for large sections that
   change little between planes it tends to the classic linear interpolation of signed distance.
+  A hole that ends between two planes (say, a target cut out of an organ) has no value of its own
+  on the plane beyond: it closes where the quadratic through its values on its last three planes
+  reaches zero (linear through two; half-way without a trend), so its end is a dome, not a lid.
   Being monotone between two planes, the interpolant keeps a point inside both planes inside
   throughout, so distances are needed only where the two regions differ (nearest-edge search in a
   grid of cells per plane). Along such a part of a row the surface is solved at samples
@@ -666,6 +669,34 @@ def _phi(points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin, dims
     if u < -lt:
         u = -lt
     return sg * u * (u + 2.0 * lt), sg
+
+
+@inline_kernel
+def _hole_reach(p0, p1, d1, p2, d2):
+    """How far a hole reaches beyond its last plane at a point: the zero ahead of the hole's
+    implicit values ``p0`` on its last plane, ``p1`` a distance ``d1`` behind it and ``p2`` a further
+    ``d2`` behind (``d2 = 0``: not known). Quadratic through the three (exact for a round end), else
+    linear through two; -1 when they show no closing trend."""
+    if p0 <= 0.0:
+        return 0.0
+    if d2 > 0.0:
+        # f(s) = p0 + bq s + cq s^2 through s = 0, -d1, -(d1 + d2)
+        g1 = (p0 - p1) / d1
+        g2 = (p1 - p2) / d2
+        cq = (g1 - g2) / (d1 + d2)
+        bq = g1 + cq * d1
+        if cq < 0.0:
+            disc = bq * bq - 4.0 * cq * p0
+            return (-bq - np.sqrt(disc)) / (2.0 * cq)
+        if bq < 0.0:
+            disc = bq * bq - 4.0 * cq * p0
+            if disc >= 0.0:
+                if cq == 0.0:
+                    return -p0 / bq
+                return (-bq - np.sqrt(disc)) / (2.0 * cq)
+    if p1 > p0:
+        return p0 * d1 / (p1 - p0)
+    return -1.0
 
 
 @inline_kernel
@@ -1335,12 +1366,36 @@ def structure_dvh_layers(points_xy, poly_offsets, plane_poly_start, planes_z, la
                             kx[n_k] = xc
                             if (fs[0] < 0.0) != (fs[1] < 0.0) and (fs[0] < 0.0) != in_a:
                                 # a hole that ends between the planes (outside on one plane
-                                # because of a hole, inside on the other with no hole near):
-                                # like a structure's end plane it reaches half-way. (The
-                                # implicit value has no trend there: the other plane's value is
-                                # the distance to the outer outline, which closed the hole at
-                                # once.)
-                                kt[n_k] = 0.5
+                                # because of a hole, inside on the other with no hole near).
+                                # The other plane's value is the distance to the outer outline,
+                                # no trend of the hole's; the hole's own values on the planes
+                                # behind its last one say where it closes (exact for a round
+                                # end); without them it closes half-way, like an end plane
+                                if in_a:  # the hole is on plane b, closing downwards
+                                    k2 = above[nhi] if nhi >= 0 else -1
+                                    p0, p1, s1, d1 = fv[1], fv[3], fs[3], h2
+                                else:  # on plane a, closing upwards
+                                    k2 = below[nlo] if nlo >= 0 else -1
+                                    p0, p1, s1, d1 = fv[0], fv[2], fs[2], h0
+                                p2 = 0.0
+                                d2 = 0.0
+                                if k2 >= 0 and s1 < 0.0 and p1 > 0.0:
+                                    p2, s2 = _phi(points_xy, poly_offsets, poly_of_v, half_thick,
+                                                  poly_sign, origin, dims, cell_off, seg,
+                                                  seg_poly, cell, row0, nrow, row_base, row_off,
+                                                  cross, cross_v, k2, xc, j, row_y0, row_dy)
+                                    d2 = abs(planes_z[k2] - planes_z[k2 - 1 if in_a else k2 + 1])
+                                    if s2 > 0.0 or p2 <= 0.0:
+                                        d2 = 0.0
+                                u = -1.0
+                                if s1 < 0.0 and p1 > 0.0:
+                                    u = _hole_reach(p0, p1, d1, p2, d2)
+                                if u < 0.0:
+                                    kt[n_k] = 0.5
+                                elif in_a:
+                                    kt[n_k] = max(1.0 - u / h1, 0.0)
+                                else:
+                                    kt[n_k] = min(u / h1, 1.0)
                             else:
                                 kt[n_k] = _surface_t(fv[2], fv[0], fv[1], fv[3], nlo >= 0,
                                                      nhi >= 0, h0, h1, h2)
