@@ -13,6 +13,7 @@ from ._common import parse_ds_bytes, raw_ds_values, tag_name
 log = logging.getLogger(__name__)
 
 CONTOUR_DATA = 0x30060050
+CONTOUR_GEOMETRIC_TYPE = 0x30060042
 #: contours lying further than this from a plane (mm) make the ROI non-axial
 PLANAR_TOLERANCE_MM = 0.01
 #: RTROIInterpretedType values of point-like ROIs, which have no volume by design
@@ -78,9 +79,9 @@ def read_structures(ds, path) -> tuple[dict[str, Structure], list[Finding]]:
         name = names.get(number, f"ROI {number}")
         color = roi_item.get("ROIDisplayColor")
         color = tuple(int(c) for c in color) if color is not None and len(color) == 3 else None
-        raws, counts, skipped = [], [], {}
+        raws, skipped = [], {}
         for c in roi_item.get("ContourSequence", []) or []:
-            gtype = str(c.get("ContourGeometricType", "CLOSED_PLANAR")).upper()
+            gtype = _geometric_type(c)
             if gtype not in ("CLOSED_PLANAR", "CLOSEDPLANAR_XOR"):
                 skipped[gtype] = skipped.get(gtype, 0) + 1
                 continue
@@ -88,7 +89,6 @@ def read_structures(ds, path) -> tuple[dict[str, Structure], list[Finding]]:
             if not raw:
                 continue
             raws.append(raw)
-            counts.append(int(c.get("NumberOfContourPoints", 0) or 0))
         for gtype, n in skipped.items():
             findings.append(Finding("warning", "contour_type_skipped",
                                     f"{n} {gtype} contour(s) of {name!r} skipped: only CLOSED_PLANAR "
@@ -118,6 +118,18 @@ def read_structures(ds, path) -> tuple[dict[str, Structure], list[Finding]]:
                                     "cannot be evaluated", path=path, structure=key))
         structures[key] = s
     return structures, findings
+
+
+def _geometric_type(item) -> str:
+    """ContourGeometricType of a contour item, read without pydicom's value conversion (it costs
+    more than the contour data itself); CLOSED_PLANAR when absent."""
+    elem = item.get_item(CONTOUR_GEOMETRIC_TYPE)
+    if elem is None:
+        return "CLOSED_PLANAR"
+    value = elem.value
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("ascii", "replace")
+    return str(value or "").strip(" \x00").upper()
 
 
 def _polygons(raws: list[bytes], name: str, path: str, findings: list[Finding]):
