@@ -69,7 +69,7 @@ from ..geometry._kernels import plane_lines as _plane_lines
 SAMPLE_ROWS = 2.0
 #: a part shorter than this (in scan rows) that runs from one plane's outline to the other's has
 #: no samples: its surface is taken as linear between the two known heights at its ends
-SHORT_PART_ROWS = 0.25
+SHORT_PART_ROWS = 0.5
 
 
 @inline_kernel
