@@ -191,6 +191,26 @@ def test_several_structures_side_by_side_match_one_at_a_time():
         assert np.array_equal(d.cumulative_cc, alone.cumulative_cc)
 
 
+def test_a_sample_plan_is_bit_for_bit_the_same_on_one_thread_and_on_several():
+    # several threads: every layer range builds the tables of its own planes (clipped plane
+    # ranges); one thread: the tables once. The DVHs must not differ in a single bit
+    import sbrt_qa
+    from sbrt_qa.dvh import compute_dvhs
+
+    plan = sbrt_qa.load_plan(Path(__file__).resolve().parents[1] / "sample_rtplans"
+                             / "02_pvtt_lung_spine")
+    one = compute_dvhs(plan, threads=1)
+    side_by_side = compute_dvhs(plan, threads=2)
+    assert len(one) > 10 and list(side_by_side) == list(one)
+    for n in one:
+        assert np.array_equal(side_by_side[n].cumulative_cc, one[n].cumulative_cc), n
+        many = sbrt_qa.compute_dvh(plan, n, threads=3)
+        assert np.array_equal(many.cumulative_cc, one[n].cumulative_cc), n
+        assert np.array_equal(many.dose_gy, one[n].dose_gy), n
+        assert (many.volume_cc, many.dmean_gy, many.dmin_gy, many.dmax_gy) == (
+            one[n].volume_cc, one[n].dmean_gy, one[n].dmin_gy, one[n].dmax_gy), n
+
+
 def test_layer_chunks_cover_every_layer_once_in_order():
     from sbrt_qa.dvh.core import layer_chunks
 

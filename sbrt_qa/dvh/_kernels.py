@@ -544,11 +544,13 @@ def _edge_grid(points_xy, poly_offsets, plane_poly_start, parea, cell):
             x1 = max(x1, points_xy[v, 0])
             y0 = min(y0, points_xy[v, 1])
             y1 = max(y1, points_xy[v, 1])
+        dims[k, 2] = total
+        if x1 < x0:  # a plane without polygons (left out of this table): no cells
+            continue
         origin[k, 0] = x0
         origin[k, 1] = y0
         dims[k, 0] = int(np.floor((x1 - x0) / cell)) + 1
         dims[k, 1] = int(np.floor((y1 - y0) / cell)) + 1
-        dims[k, 2] = total
         total += dims[k, 0] * dims[k, 1]
     counts = np.zeros(total + 1, dtype=np.int64)
     for k in range(n_planes):

@@ -372,25 +372,57 @@ def dvh_of_structure(structure: Structure, dose: DoseGrid, *,
                dmean_gy=float(stats[2] / stats[0]), findings=tuple(findings))
 
 
+def _plane_rows(points: np.ndarray, offsets: np.ndarray, plane_start: np.ndarray,
+                row_dy: float) -> np.ndarray:
+    """Scan rows each plane spans (its y extent / row spacing): the work estimate of its layers."""
+    first = offsets[plane_start[:-1]]
+    y = points[:, 1]
+    span = np.maximum.reduceat(y, first) - np.minimum.reduceat(y, first)
+    return span / row_dy
+
+
+def _chunk_planes(chunk: tuple[int, int], la, lb, lz0, lz1, zs, n_planes: int) -> tuple[int, int]:
+    """Planes whose tables a layer range reads: its own, their neighbours (the surface's slopes),
+    and those of every layer sharing a z cell of the grid with it (blocks)."""
+    l0, l1 = chunk
+    z_lo, z_hi = lz0[l0], lz1[l1 - 1]
+    i = int(np.searchsorted(zs, z_lo, side="right")) - 1
+    z_lo = zs[i] if i >= 0 else z_lo
+    i = int(np.searchsorted(zs, z_hi, side="left"))
+    z_hi = zs[i] if i < zs.size else z_hi
+    near = (lz1 >= z_lo) & (lz0 <= z_hi)
+    near[l0:l1] = True
+    p0 = int(la[near].min()) - 1
+    p1 = int(lb[near].max()) + 1
+    return max(p0, 0), min(p1, n_planes - 1)
+
+
 def _histogram(args: tuple, threads: int | None):
-    """Run the kernels over the structure's layer ranges (on the engine's threads unless
-    ``threads == 1``) and sum them in order. Returns ``ramp2, step1, stats`` as
-    :func:`~sbrt_qa.dvh._kernels.structure_dvh_layers`."""
+    """Run the kernels over the structure's layer ranges and sum them in order. On one thread the
+    tables are built once; on several, each range builds the tables of the planes it reads (a
+    plane's tables do not depend on the others), so that this work runs side by side too.
+    Returns ``ramp2, step1, stats`` as :func:`~sbrt_qa.dvh._kernels.structure_dvh_layers`."""
     from ._kernels import structure_dvh_layers, structure_tables
 
     (points, offsets, plane_start, planes, la, lb, lz0, lz1, below, above, dose_gy, xs, ys, zs,
      extent, row_y0, row_dy, bin_lo, bin_w, n_bins) = args
-    tables = structure_tables(points, offsets, plane_start, la, lb, ys, row_y0, row_dy)
-    plane_rows = np.asarray(tables[9], dtype=np.float64)  # nrow: scan rows per plane
-    chunks = layer_chunks(la, lb, plane_rows, chunk_count(la.size))
+    work = _plane_rows(points, offsets, plane_start, row_dy)
+    chunks = layer_chunks(la, lb, work, chunk_count(la.size))
     n_threads = default_threads() if threads is None else max(1, int(threads))
+    if len(chunks) == 1 or n_threads == 1:
+        tables = structure_tables(points, offsets, plane_start, la, lb, ys, row_y0, row_dy)
+        parts = [structure_dvh_layers(*args, tables, c[0], c[1]) for c in chunks]
+    else:
+        def run(c):
+            p0, p1 = _chunk_planes(c, la, lb, lz0, lz1, zs, planes.size)
+            # planes outside p0..p1 get no polygons: their tables are empty
+            clipped = np.clip(plane_start, plane_start[p0], plane_start[p1 + 1])
+            tables = structure_tables(points, offsets, clipped, la, lb, ys, row_y0, row_dy)
+            return structure_dvh_layers(points, offsets, clipped, *args[3:], tables, c[0], c[1])
 
-    def run(c):
-        return structure_dvh_layers(*args, tables, c[0], c[1])
-
-    if len(chunks) == 1:
-        return run(chunks[0])
-    parts = list(_executor().map(run, chunks) if n_threads > 1 else map(run, chunks))
+        parts = list(_executor().map(run, chunks))
+    if len(parts) == 1:
+        return parts[0]
     ramp2 = parts[0][0].copy()
     step1 = parts[0][1].copy()
     stats = parts[0][2].copy()
