@@ -408,7 +408,7 @@ def _polygon_table(points_xy, poly_offsets, plane_poly_start):
     cy = np.zeros(npoly)
     ylo = np.zeros(npoly)
     yhi = np.zeros(npoly)
-    for p in range(npoly):
+    for p in range(plane_poly_start[0], plane_poly_start[plane_poly_start.size - 1]):
         a = poly_offsets[p]
         b = poly_offsets[p + 1]
         area2 = 0.0
@@ -481,7 +481,8 @@ def _plane_rows(points_xy, poly_offsets, plane_poly_start, row_y0, row_dy):
     """:func:`_plane_lines` on the scan rows ``row_y0 + (j + 0.5) * row_dy``, indexed by ``j``."""
     ylo = np.inf
     yhi = -np.inf
-    for v in range(points_xy.shape[0]):
+    for v in range(poly_offsets[plane_poly_start[0]],
+                   poly_offsets[plane_poly_start[plane_poly_start.size - 1]]):
         ylo = min(ylo, points_xy[v, 1])
         yhi = max(yhi, points_xy[v, 1])
     j0 = _row_at_or_above(row_y0, row_dy, ylo)
@@ -986,8 +987,12 @@ def structure_tables(points_xy, poly_offsets, plane_poly_start, layer_a, layer_b
     Returns them as one tuple, to be passed on unchanged."""
     n_planes = plane_poly_start.size - 1
     npoly = poly_offsets.size - 1
-    poly_of_v = np.empty(points_xy.shape[0], dtype=np.int64)
-    for p in range(npoly):
+    # only the polygons of the planes given (plane_poly_start may leave planes out): every loop
+    # over polygons or vertices runs over p_first:p_end
+    p_first = plane_poly_start[0]
+    p_end = plane_poly_start[n_planes]
+    poly_of_v = np.zeros(points_xy.shape[0], dtype=np.int64)
+    for p in range(p_first, p_end):
         poly_of_v[poly_offsets[p]:poly_offsets[p + 1]] = p
     half_thick, poly_sign, parea, pcx, pcy, pylo, pyhi = _polygon_table(
         points_xy, poly_offsets, plane_poly_start)
@@ -1006,7 +1011,7 @@ def structure_tables(points_xy, poly_offsets, plane_poly_start, layer_a, layer_b
     # a polygon thinner than the row spacing may fall between rows: it is kept as one element
     # at its centroid so that its volume and dose are not lost
     thin = np.zeros(npoly, dtype=np.bool_)
-    for p in range(npoly):
+    for p in range(p_first, p_end):
         j = _row_at_or_above(row_y0, row_dy, pylo[p])
         thin[p] = row_y0 + (j + 0.5) * row_dy >= pyhi[p] and parea[p] > 0.0
     cell = _search_cell(row_dy)

@@ -61,7 +61,7 @@ UNCOVERED_TOLERANCE = 1e-6
 #: ``MAX_CHUNKS``), which run on the engine's threads (the kernels release the GIL). The cut
 #: depends on the structure alone, and the ranges are summed in order, so a DVH is bit for bit the
 #: same whatever the number of threads.
-LAYERS_PER_CHUNK = 8
+LAYERS_PER_CHUNK = 16
 MAX_CHUNKS = 8
 
 _pool: ThreadPoolExecutor | None = None
@@ -99,7 +99,7 @@ def chunk_count(n_layers: int) -> int:
 
     Examples
     --------
-    >>> chunk_count(5), chunk_count(20), chunk_count(500)
+    >>> chunk_count(10), chunk_count(40), chunk_count(500)
     (1, 2, 8)
     """
     return max(1, min(MAX_CHUNKS, n_layers // LAYERS_PER_CHUNK))
