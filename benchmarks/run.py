@@ -32,19 +32,25 @@ From Python (e.g. a smoke test)::
 
 from __future__ import annotations
 
-import argparse
-import datetime as _dt
-import json
-import logging
-import math
 import os
-import platform
-import statistics
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
+
+# BLAS thread pools (OpenBLAS) busy-wait between calls and would compete with the DVH engine's
+# threads for the CPUs; neither calculator timed here relies on BLAS. Set before numpy loads.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import datetime as _dt  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import math  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
