@@ -159,3 +159,27 @@ def test_dose_grid_inconsistent_with_prescription_is_a_finding(tmp_path, protoco
     ev = evaluate_plan(load_plan(plan), protocol)
     assert any(f.code == "dose_grid_vs_prescription" for f in ev.findings)
     assert ev.verdict == "major_deviation"  # 70 Gy is outside 25-40 Gy and coverage fails
+
+
+def test_dvh_command_json_has_the_pinned_shape_and_the_engine_values():
+    import sbrt_qa
+
+    case = SAMPLES / "02_pvtt_lung_spine"
+    metrics = "Dmean,D95%,V20Gy[%],D0.03cc"
+    r = CliRunner().invoke(main, ["dvh", str(case), "--metrics", metrics, "--structure", "Liver",
+                                  "--structure", "SpinalCord", "--structure", "NoSuchROI",
+                                  "--format", "json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert [s["name"] for s in out["structures"]] == ["Liver", "SpinalCord", "NoSuchROI"]
+    plan = sbrt_qa.load_plan(case)
+    for s in out["structures"][:2]:
+        assert set(s["metrics"]) == set(metrics.split(","))
+        d = sbrt_qa.compute_dvh(plan, s["name"])
+        assert s["volume_cc"] == pytest.approx(d.volume_cc, abs=1e-4)  # JSON keeps 4 decimals
+        assert s["metrics"]["Dmean"] == pytest.approx(d.metric("Dmean"), abs=1e-4)
+        assert s["metrics"]["D95%"] == pytest.approx(d.metric("D95%"), abs=1e-4)
+    missing = out["structures"][2]
+    assert missing["volume_cc"] is None and all(v is None for v in missing["metrics"].values())
+    assert any(f["code"] == "structure_not_found" and f["structure"] == "NoSuchROI"
+               for f in out["findings"])
