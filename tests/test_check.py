@@ -167,11 +167,11 @@ def test_dvh_command_json_has_the_pinned_shape_and_the_engine_values():
     case = SAMPLES / "02_pvtt_lung_spine"
     metrics = "Dmean,D95%,V20Gy[%],D0.03cc"
     r = CliRunner().invoke(main, ["dvh", str(case), "--metrics", metrics, "--structure", "Liver",
-                                  "--structure", "SpinalCord", "--structure", "NoSuchROI",
+                                  "--structure", "Spinal Cord", "--structure", "NoSuchROI",
                                   "--format", "json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
-    assert [s["name"] for s in out["structures"]] == ["Liver", "SpinalCord", "NoSuchROI"]
+    assert [s["name"] for s in out["structures"]] == ["Liver", "Spinal Cord", "NoSuchROI"]
     plan = sbrt_qa.load_plan(case)
     for s in out["structures"][:2]:
         assert set(s["metrics"]) == set(metrics.split(","))
