@@ -211,6 +211,46 @@ def test_a_sample_plan_is_bit_for_bit_the_same_on_one_thread_and_on_several():
             one[n].volume_cc, one[n].dmean_gy, one[n].dmin_gy, one[n].dmax_gy), n
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_random_structures_are_bit_for_bit_the_same_on_any_thread_count(seed):
+    # random shapes, plane spacings 0.5-3 mm, grids 1-5 mm, sometimes partly outside the grid:
+    # layer ranges, clipped tables and blocks must add up to exactly the one-thread DVH
+    from sbrt_qa.dvh import dvh_of_structure
+    from sbrt_qa.dvh.core import chunk_count
+
+    rng = np.random.default_rng(seed)
+    sp = float(rng.choice([0.5, 1.0]))
+    phase = float(rng.uniform(0, 1))
+    shape = seed % 5
+    if shape == 0:
+        p = ph.sphere(rng.uniform(17, 24), spacing=sp, phase=phase)
+    elif shape == 1:
+        p = ph.cylinder(rng.uniform(3, 15), rng.uniform(32, 40), spacing=sp, phase=phase)
+    elif shape == 2:
+        p = ph.cone(rng.uniform(5, 15), rng.uniform(32, 40), spacing=sp, phase=phase)
+    elif shape == 3:
+        p = ph.tube(15.0, 7.0, 34.0, spacing=sp, phase=phase)
+    else:
+        p = ph.islands(spacing=sp, phase=phase)
+    s = p.structure()
+    if shape < 4:
+        assert chunk_count(s.planes_z_mm.size) >= 2
+    spacing = (float(rng.choice([1.5, 2.5, 4.0])), float(rng.choice([1.5, 2.5, 4.0])),
+               float(rng.choice([1.0, 2.5, 5.0])))
+    f = ph.GaussianField(tuple(p.bounds_mm.mean(axis=1) + rng.normal(0, 3, 3)), 40.0,
+                         float(rng.uniform(5, 20)))
+    grid = ph.dose_grid(f, p.bounds_mm, spacing, margin_mm=float(rng.choice([-3.0, 3.0])),
+                        shift_mm=tuple(rng.uniform(-1, 1, 3)))
+    for interpolate in (True, False):
+        one = dvh_of_structure(s, grid, interpolate=interpolate, threads=1)
+        many = dvh_of_structure(s, grid, interpolate=interpolate, threads=3)
+        assert one.covered_volume_cc > 0
+        assert np.array_equal(many.cumulative_cc, one.cumulative_cc)
+        assert (many.volume_cc, many.covered_volume_cc, many.dmean_gy, many.dmin_gy,
+                many.dmax_gy) == (one.volume_cc, one.covered_volume_cc, one.dmean_gy,
+                                  one.dmin_gy, one.dmax_gy)
+
+
 def test_layer_chunks_cover_every_layer_once_in_order():
     from sbrt_qa.dvh.core import layer_chunks
 
