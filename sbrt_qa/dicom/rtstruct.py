@@ -81,7 +81,7 @@ def read_structures(ds, path) -> tuple[dict[str, Structure], list[Finding]]:
         color = tuple(int(c) for c in color) if color is not None and len(color) == 3 else None
         raws, skipped = [], {}
         for c in roi_item.get("ContourSequence", []) or []:
-            gtype = _geometric_type(c)
+            gtype = _geometric_type(c, path)
             if gtype not in ("CLOSED_PLANAR", "CLOSEDPLANAR_XOR"):
                 skipped[gtype] = skipped.get(gtype, 0) + 1
                 continue
@@ -120,16 +120,13 @@ def read_structures(ds, path) -> tuple[dict[str, Structure], list[Finding]]:
     return structures, findings
 
 
-def _geometric_type(item) -> str:
-    """ContourGeometricType of a contour item, read without pydicom's value conversion (it costs
-    more than the contour data itself); CLOSED_PLANAR when absent."""
-    elem = item.get_item(CONTOUR_GEOMETRIC_TYPE)
-    if elem is None:
+def _geometric_type(item, path) -> str:
+    """ContourGeometricType of a contour item, from its raw bytes (pydicom's value conversion
+    costs more than the contour data itself); CLOSED_PLANAR when absent."""
+    raw = raw_ds_values(item, CONTOUR_GEOMETRIC_TYPE, path)
+    if raw is None:
         return "CLOSED_PLANAR"
-    value = elem.value
-    if isinstance(value, (bytes, bytearray)):
-        value = bytes(value).decode("ascii", "replace")
-    return str(value or "").strip(" \x00").upper()
+    return raw.decode("ascii", "replace").strip(" \x00").upper()
 
 
 def _polygons(raws: list[bytes], name: str, path: str, findings: list[Finding]):

@@ -983,8 +983,9 @@ def _row_intersection(pa, pb, j, row0, nrow, row_base, row_off, cross, qpos, qen
 def structure_tables(points_xy, poly_offsets, plane_poly_start, layer_a, layer_b, ys, row_y0,
                      row_dy):
     """The per-structure tables :func:`structure_dvh_layers` reads (edge tables, scan-line
-    crossings, row weights, the distance-search grid): built once, shared by every layer range.
-    Returns them as one tuple, to be passed on unchanged."""
+    crossings, row weights, the distance-search grid) for the planes of ``plane_poly_start``
+    (planes given no polygons get empty tables). Returns them as one tuple, to be passed on
+    unchanged."""
     n_planes = plane_poly_start.size - 1
     npoly = poly_offsets.size - 1
     # only the polygons of the planes given (plane_poly_start may leave planes out): every loop
@@ -1533,19 +1534,6 @@ def structure_dvh_layers(points_xy, poly_offsets, plane_poly_start, planes_z, la
     stats = np.empty(6)
     stats[:] = acc
     return ramp2, step1, stats
-
-
-@kernel
-def structure_dvh(points_xy, poly_offsets, plane_poly_start, planes_z, layer_a, layer_b,
-                  layer_z0, layer_z1, below, above, dose, xs, ys, zs, extent, row_y0, row_dy,
-                  bin_lo, bin_width, n_bins):
-    """:func:`structure_dvh_layers` over all layers, in one call."""
-    tables = structure_tables(points_xy, poly_offsets, plane_poly_start, layer_a, layer_b, ys,
-                              row_y0, row_dy)
-    return structure_dvh_layers(points_xy, poly_offsets, plane_poly_start, planes_z, layer_a,
-                                layer_b, layer_z0, layer_z1, below, above, dose, xs, ys, zs,
-                                extent, row_y0, row_dy, bin_lo, bin_width, n_bins, tables, 0,
-                                layer_a.size)
 
 
 @kernel

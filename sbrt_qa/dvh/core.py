@@ -309,7 +309,6 @@ def dvh_of_structure(structure: Structure, dose: DoseGrid, *,
     -------
     DVH
     """
-
     name = structure.name
     findings: list[Finding] = []
     if structure.is_empty:
@@ -471,6 +470,14 @@ def dvhs_of_structures(items, *, threads: int | None = None, **kwargs) -> list[D
     return out
 
 
+def _dose_of(plan: Plan, dose: DoseGrid | None) -> DoseGrid:
+    """``dose``, else the plan's total dose; an error naming the plan when it has none."""
+    dose = dose if dose is not None else plan.dose
+    if dose is None:
+        raise SbrtQaError("the plan has no dose grid (no RTDOSE found)", path=plan.path)
+    return dose
+
+
 def compute_dvhs(plan: Plan, structure_names=None, *, dose: DoseGrid | None = None,
                  threads: int | None = None, **kwargs) -> dict[str, DVH]:
     """Cumulative DVHs of several structures of a plan, computed concurrently.
@@ -492,9 +499,7 @@ def compute_dvhs(plan: Plan, structure_names=None, *, dose: DoseGrid | None = No
     dict
         Name (as given, or the plan's key) -> DVH.
     """
-    dose = dose if dose is not None else plan.dose
-    if dose is None:
-        raise SbrtQaError("the plan has no dose grid (no RTDOSE found)", path=plan.path)
+    dose = _dose_of(plan, dose)
     if structure_names is None:
         named = {n: s for n, s in plan.structures.items() if not s.is_empty}
     else:
@@ -532,9 +537,7 @@ def compute_dvh(plan: Plan, structure_name: str, *, dose: DoseGrid | None = None
     >>> dvh = sbrt_qa.compute_dvh(plan, "PTV")                          # doctest: +SKIP
     >>> dvh.metric("D95%")                                               # doctest: +SKIP
     """
-    dose = dose if dose is not None else plan.dose
-    if dose is None:
-        raise SbrtQaError("the plan has no dose grid (no RTDOSE found)", path=plan.path)
+    dose = _dose_of(plan, dose)
     structure = plan.structure(structure_name)
     return dvh_of_structure(structure, dose, default_thickness_mm=plan.contour_spacing_mm,
                             min_rows=min_rows, bin_width_gy=bin_width_gy, interpolate=interpolate,
