@@ -251,13 +251,7 @@ def _edge_extremes(points_xy, poly_offsets, p_first, p_end, z, dose, xs, ys, zs,
             i_hi = min(np.searchsorted(xs, max(x1, x1 + dx), side="left"), xs.size - 1)
             j_lo = max(np.searchsorted(ys, min(y1, y1 + dy), side="right") - 1, 0)
             j_hi = min(np.searchsorted(ys, max(y1, y1 + dy), side="left"), ys.size - 1)
-            lo_v = np.inf
-            hi_v = -np.inf
-            for kk in (k0, k1):
-                for jj in range(j_lo, j_hi + 1):
-                    for ii in range(i_lo, i_hi + 1):
-                        lo_v = min(lo_v, dose[kk, jj, ii])
-                        hi_v = max(hi_v, dose[kk, jj, ii])
+            lo_v, hi_v = block_extremes(dose, k0, k1 + 1, j_lo, j_hi + 1, i_lo, i_hi + 1)
             if lo_v >= acc[3] and hi_v <= acc[4]:
                 continue
             n = 0
