@@ -1394,19 +1394,19 @@ def structure_dvh_layers(points_xy, poly_offsets, plane_poly_start, planes_z, la
                                 else:  # on plane a, closing upwards
                                     k2 = below[nlo] if nlo >= 0 else -1
                                     p0, p1, s1, d1 = fv[0], fv[2], fs[2], h0
+                                # the plane behind must hold the hole at this point too
+                                trend = s1 < 0.0 and p1 > 0.0
                                 p2 = 0.0
                                 d2 = 0.0
-                                if k2 >= 0 and s1 < 0.0 and p1 > 0.0:
+                                if trend and k2 >= 0:
                                     p2, s2 = _phi(points_xy, poly_offsets, poly_of_v, half_thick,
                                                   poly_sign, origin, dims, cell_off, seg,
                                                   seg_poly, cell, row0, nrow, row_base, row_off,
                                                   cross, cross_v, k2, xc, j, row_y0, row_dy)
-                                    d2 = abs(planes_z[k2] - planes_z[k2 - 1 if in_a else k2 + 1])
-                                    if s2 > 0.0 or p2 <= 0.0:
-                                        d2 = 0.0
-                                u = -1.0
-                                if s1 < 0.0 and p1 > 0.0:
-                                    u = _hole_reach(p0, p1, d1, p2, d2)
+                                    if s2 < 0.0 and p2 > 0.0:
+                                        d2 = abs(planes_z[k2]
+                                                 - planes_z[k2 - 1 if in_a else k2 + 1])
+                                u = _hole_reach(p0, p1, d1, p2, d2) if trend else -1.0
                                 if u < 0.0:
                                     kt[n_k] = 0.5
                                 elif in_a:
