@@ -18,3 +18,16 @@ def kernel(fn):
 def inline_kernel(fn):
     """A small helper kernel that numba inlines into its callers."""
     return njit(cache=True, nogil=True, inline="always")(fn)
+
+
+def loop_kernel(fn):
+    """A kernel that creates no arrays, compiled without numba's reference counting (NRT).
+
+    numba inlines an :func:`inline_kernel` by binding its array arguments to new variables, and
+    with NRT every such binding is an atomic increment and decrement of the array's reference
+    count: on each call, in the innermost loops. Measured on the histogram update alone: 9.9 ns
+    per element with NRT, 3.9 ns without, the same results bit for bit. A loop kernel therefore
+    receives every array it works in from its caller (an ordinary :func:`kernel` or Python), which
+    keeps the arrays alive while it runs. Creating an array inside one fails at compile time.
+    """
+    return njit(cache=True, nogil=True, _nrt=False)(fn)

@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import inline_kernel, kernel
+from .._jit import inline_kernel, kernel, loop_kernel
 from ..geometry._kernels import plane_lines as _plane_lines
 
 #: spacing of the surface samples between planes, in scan rows (linear in between)
@@ -226,7 +226,7 @@ def _bilinear(dose, k0, k1, tz, j0, j1, i0, i1, tx, ty):
     return c0 + ty * (c1 - c0)
 
 
-@kernel
+@loop_kernel
 def _edge_extremes(points_xy, poly_offsets, p_first, p_end, z, dose, xs, ys, zs, extent, ts, acc):
     """Exact dose extremes along the edges of polygons ``p_first:p_end`` at height ``z`` (into
     ``acc[3:5]``).
@@ -339,7 +339,7 @@ def _has_twin(points_xy, poly_offsets, p, q_first, q_end):
     return False
 
 
-@kernel
+@loop_kernel
 def _node_extremes(line0, nline, base, off, cross, ka, kb, z, dose, xs, zs, acc):
     """Dose extremes at the grid nodes ``(x_i, y_j)`` inside plane ``ka``'s region (and ``kb``'s
     when ``kb >= 0``) at height ``z`` (into ``acc[3:5]``); ``line*``/``cross``: the planes'
@@ -1036,59 +1036,19 @@ def _search_cell(row_dy):
     return 4.0 * row_dy
 
 
-@kernel
-def structure_dvh_layers(points_xy, poly_offsets, plane_poly_start, planes_z, layer_a, layer_b,
-                         layer_z0, layer_z1, below, above, dose, xs, ys, zs, extent, row_y0,
-                         row_dy, bin_lo, bin_width, n_bins, tables, l_first, l_end):
-    """Histogram one structure's dose over the layers ``l_first:l_end``.
-
-    Parameters
-    ----------
-    points_xy : (n, 2) float64
-        Polygon vertices, mm, polygons grouped by plane in plane order.
-    poly_offsets : (npoly + 1,) int64
-        Vertex ranges of the polygons.
-    plane_poly_start : (nplanes + 1,) int64
-        Polygon ranges of the planes.
-    planes_z : (nplanes,) float64
-        Plane positions, mm, ascending.
-    layer_a, layer_b : (nlayers,) int64
-        Planes bounding each layer: equal for a slab of plane ``a``, ``b = a + 1`` for an
-        interpolated layer.
-    layer_z0, layer_z1 : (nlayers,) float64
-        z extent of each layer, mm (``planes_z[a]``, ``planes_z[b]`` for an interpolated layer).
-    below, above : (nplanes,) int64
-        Neighbouring plane in the same run (no gap), or -1: the outer points of the cubic.
-    dose : (nz, ny, nx) float64
-        Dose at the grid nodes, Gy.
-    xs, ys, zs : float64
-        Ascending node coordinates, mm.
-    extent : (3, 2) float64
-        Region counted as covered by the grid, mm (x, y, z rows).
-    row_y0, row_dy : float
-        Scan-line lattice: rows at ``row_y0 + (j + 0.5) * row_dy``, mm.
-    bin_lo, bin_width : float
-        Histogram edges ``bin_lo + k * bin_width``, Gy, ``k = 0 .. n_bins``.
-    n_bins : int
-
-    Returns
-    -------
-    ramp2 : (n_bins + 3,) float64
-        Second differences of the cumulative-below curve (mm^3).
-    step1 : (n_bins + 3,) float64
-        First differences of point masses (mm^3).
-    stats : (6,) float64
-        covered mm^3, uncovered mm^3, sum of dose x volume (Gy mm^3), Dmin, Dmax (Gy),
-        number of elements.
-    """
-    ramp2 = np.zeros(n_bins + 3)
-    step1 = np.zeros(n_bins + 3)
+@loop_kernel
+def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes_z, layer_a,
+                               layer_b, layer_z0, layer_z1, below, above, dose, xs, ys, zs, extent,
+                               row_y0, row_dy, bin_lo, bin_width, n_bins, tables, l_first, l_end,
+                               work):
+    """The loops of :func:`structure_dvh_layers`, which allocates their working arrays
+    (``work``) and receives the histogram in ``ramp2``, ``step1`` and ``acc``."""
+    (ramp2, step1, acc, lz_i0, lz_i1, lz_t, lz_s, lz_h, lz_tau, lz_w, cz_i0, cz_i1, cz_t, cz_s,
+     cz_h, fv, fs, blk_ok, blk_lf, blk_ll, blk_z0, blk_z1, n_iv, iv_ptr, iv_lo, iv_hi, qpos,
+     qend, qin, kx, kt, ts_buf) = work
     lo = bin_lo
     hi = bin_lo + n_bins * bin_width
     inv_bw = 1.0 / bin_width
-    acc = np.zeros(6)
-    acc[3] = np.inf
-    acc[4] = -np.inf
     ex0 = extent[0, 0]
     ex1 = extent[0, 1]
     ey0 = extent[1, 0]
@@ -1101,45 +1061,6 @@ def structure_dvh_layers(points_xy, poly_offsets, plane_poly_start, planes_z, la
      row_off, cross, cross_v, nl0, nnl, nl_base, nl_off, ncross, plane_ylo, plane_yhi,
      thin, wrow, origin, dims, cell_off, seg, seg_poly) = tables
     cell = _search_cell(row_dy)
-    # z pieces of the current layer (lz_*) and of one column (cz_*)
-    nzb = zs.size + 2
-    lz_i0 = np.empty(nzb, dtype=np.int64)
-    lz_i1 = np.empty(nzb, dtype=np.int64)
-    lz_t = np.empty(nzb)
-    lz_s = np.empty(nzb)
-    lz_h = np.empty(nzb)
-    lz_tau = np.empty(nzb)
-    lz_w = np.empty(nzb)
-    cz_i0 = np.empty(nzb, dtype=np.int64)
-    cz_i1 = np.empty(nzb, dtype=np.int64)
-    cz_t = np.empty(nzb)
-    cz_s = np.empty(nzb)
-    cz_h = np.empty(nzb)
-    fv = np.empty(4)
-    fs = np.ones(4)
-    # blocks: a grid cell x row band inside every plane of the layers that share its z cell is
-    # one element over the cell's whole z range, instead of one per layer (see below)
-    blk_ok = np.zeros(nzb, dtype=np.bool_)
-    blk_lf = np.zeros(nzb, dtype=np.int64)
-    blk_ll = np.zeros(nzb, dtype=np.int64)
-    blk_z0 = np.zeros(nzb)
-    blk_z1 = np.zeros(nzb)
-    max_cross = 2
-    for r in range(row_off.size - 1):
-        max_cross = max(max_cross, row_off[r + 1] - row_off[r])
-    n_iv = np.zeros(nzb, dtype=np.int64)
-    iv_ptr = np.zeros(nzb, dtype=np.int64)
-    iv_lo = np.empty((nzb, max_cross // 2 + 2))
-    iv_hi = np.empty((nzb, max_cross // 2 + 2))
-    qpos = np.zeros(n_planes, dtype=np.int64)
-    qend = np.zeros(n_planes, dtype=np.int64)
-    qin = np.zeros(n_planes, dtype=np.int64)
-    # knots of the surface along one row part: x and t
-    nkn = int((points_xy[:, 0].max() - points_xy[:, 0].min()) / (SAMPLE_ROWS * row_dy)) + 8
-    kx = np.empty(nkn)
-    kt = np.empty(nkn)
-    ts_buf = np.empty(xs.size + ys.size + 8)
-
     for li in range(l_first, l_end):
         a = layer_a[li]
         b = layer_b[li]
@@ -1525,6 +1446,101 @@ def structure_dvh_layers(points_xy, poly_offsets, plane_poly_start, planes_z, la
                         _edge_extremes(points_xy, poly_offsets, p, p + 1, zs[zn], dose, xs, ys,
                                        zs, extent, ts_buf, acc)
                 zn += 1
+
+
+@kernel
+def structure_dvh_layers(points_xy, poly_offsets, plane_poly_start, planes_z, layer_a, layer_b,
+                         layer_z0, layer_z1, below, above, dose, xs, ys, zs, extent, row_y0,
+                         row_dy, bin_lo, bin_width, n_bins, tables, l_first, l_end):
+    """Histogram one structure's dose over the layers ``l_first:l_end``.
+
+    Parameters
+    ----------
+    points_xy : (n, 2) float64
+        Polygon vertices, mm, polygons grouped by plane in plane order.
+    poly_offsets : (npoly + 1,) int64
+        Vertex ranges of the polygons.
+    plane_poly_start : (nplanes + 1,) int64
+        Polygon ranges of the planes.
+    planes_z : (nplanes,) float64
+        Plane positions, mm, ascending.
+    layer_a, layer_b : (nlayers,) int64
+        Planes bounding each layer: equal for a slab of plane ``a``, ``b = a + 1`` for an
+        interpolated layer.
+    layer_z0, layer_z1 : (nlayers,) float64
+        z extent of each layer, mm (``planes_z[a]``, ``planes_z[b]`` for an interpolated layer).
+    below, above : (nplanes,) int64
+        Neighbouring plane in the same run (no gap), or -1: the outer points of the cubic.
+    dose : (nz, ny, nx) float64
+        Dose at the grid nodes, Gy.
+    xs, ys, zs : float64
+        Ascending node coordinates, mm.
+    extent : (3, 2) float64
+        Region counted as covered by the grid, mm (x, y, z rows).
+    row_y0, row_dy : float
+        Scan-line lattice: rows at ``row_y0 + (j + 0.5) * row_dy``, mm.
+    bin_lo, bin_width : float
+        Histogram edges ``bin_lo + k * bin_width``, Gy, ``k = 0 .. n_bins``.
+    n_bins : int
+
+    Returns
+    -------
+    ramp2 : (n_bins + 3,) float64
+        Second differences of the cumulative-below curve (mm^3).
+    step1 : (n_bins + 3,) float64
+        First differences of point masses (mm^3).
+    stats : (6,) float64
+        covered mm^3, uncovered mm^3, sum of dose x volume (Gy mm^3), Dmin, Dmax (Gy),
+        number of elements.
+    """
+    ramp2 = np.zeros(n_bins + 3)
+    step1 = np.zeros(n_bins + 3)
+    acc = np.zeros(6)
+    acc[3] = np.inf
+    acc[4] = -np.inf
+    n_planes = planes_z.size
+    nzb = zs.size + 2
+    lz_i0 = np.empty(nzb, dtype=np.int64)
+    lz_i1 = np.empty(nzb, dtype=np.int64)
+    lz_t = np.empty(nzb)
+    lz_s = np.empty(nzb)
+    lz_h = np.empty(nzb)
+    lz_tau = np.empty(nzb)
+    lz_w = np.empty(nzb)
+    cz_i0 = np.empty(nzb, dtype=np.int64)
+    cz_i1 = np.empty(nzb, dtype=np.int64)
+    cz_t = np.empty(nzb)
+    cz_s = np.empty(nzb)
+    cz_h = np.empty(nzb)
+    fv = np.empty(4)
+    fs = np.ones(4)
+    blk_ok = np.zeros(nzb, dtype=np.bool_)
+    blk_lf = np.zeros(nzb, dtype=np.int64)
+    blk_ll = np.zeros(nzb, dtype=np.int64)
+    blk_z0 = np.zeros(nzb)
+    blk_z1 = np.zeros(nzb)
+    max_cross = 2
+    row_off = tables[11]
+    for r in range(row_off.size - 1):
+        max_cross = max(max_cross, row_off[r + 1] - row_off[r])
+    n_iv = np.zeros(nzb, dtype=np.int64)
+    iv_ptr = np.zeros(nzb, dtype=np.int64)
+    iv_lo = np.empty((nzb, max_cross // 2 + 2))
+    iv_hi = np.empty((nzb, max_cross // 2 + 2))
+    qpos = np.zeros(n_planes, dtype=np.int64)
+    qend = np.zeros(n_planes, dtype=np.int64)
+    qin = np.zeros(n_planes, dtype=np.int64)
+    nkn = int((points_xy[:, 0].max() - points_xy[:, 0].min()) / (SAMPLE_ROWS * row_dy)) + 8
+    kx = np.empty(nkn)
+    kt = np.empty(nkn)
+    ts_buf = np.empty(xs.size + ys.size + 8)
+    work = (ramp2, step1, acc, lz_i0, lz_i1, lz_t, lz_s, lz_h, lz_tau, lz_w, cz_i0, cz_i1,
+            cz_t, cz_s, cz_h, fv, fs, blk_ok, blk_lf, blk_ll, blk_z0, blk_z1, n_iv, iv_ptr,
+            iv_lo, iv_hi, qpos, qend, qin, kx, kt, ts_buf)
+    _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes_z, layer_a,
+                               layer_b, layer_z0, layer_z1, below, above, dose, xs, ys, zs,
+                               extent, row_y0, row_dy, bin_lo, bin_width, n_bins, tables,
+                               l_first, l_end, work)
     stats = np.empty(6)
     stats[:] = acc
     return ramp2, step1, stats
