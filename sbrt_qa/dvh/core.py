@@ -62,6 +62,9 @@ UNCOVERED_TOLERANCE = 1e-6
 #: depends on the structure alone, and the ranges are summed in order, so a DVH is bit for bit the
 #: same whatever the number of threads.
 LAYERS_PER_CHUNK = 16
+#: a structure of ``2 * MIN_LAYERS_PER_CHUNK`` to ``2 * LAYERS_PER_CHUNK`` layers still gets two
+#: ranges: a small structure's tables are cheap, so two threads nearly halve its time
+MIN_LAYERS_PER_CHUNK = 8
 MAX_CHUNKS = 8
 
 _pool: ThreadPoolExecutor | None = None
@@ -99,10 +102,11 @@ def chunk_count(n_layers: int) -> int:
 
     Examples
     --------
-    >>> chunk_count(10), chunk_count(40), chunk_count(500)
-    (1, 2, 8)
+    >>> chunk_count(10), chunk_count(20), chunk_count(40), chunk_count(76), chunk_count(500)
+    (1, 2, 2, 4, 8)
     """
-    return max(1, min(MAX_CHUNKS, n_layers // LAYERS_PER_CHUNK))
+    n = max(n_layers // LAYERS_PER_CHUNK, min(2, n_layers // MIN_LAYERS_PER_CHUNK))
+    return max(1, min(MAX_CHUNKS, n))
 
 
 def layer_chunks(layer_a: np.ndarray, layer_b: np.ndarray, plane_rows: np.ndarray,
