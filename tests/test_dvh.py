@@ -441,3 +441,39 @@ def test_nelms_volume_is_the_exact_slab_sum(name):
     thickness = dict(zip(np.round(s.planes_z_mm, 3), hi - lo))
     exact = sum(abs(ph.signed_area(p)) * thickness[round(z, 3)] for z, p in s.polygons()) / 1000.0
     assert dvh_of(s, grid).volume_cc == pytest.approx(exact, rel=ph.VOLUME_TOL_PCT / 100)
+
+
+def test_shared_map_keeps_order_and_the_caller_finishes_alone_when_the_workers_are_busy():
+    import threading
+
+    from sbrt_qa.dvh import core
+
+    assert core._shared_map(lambda x: x * x, list(range(20)), 3) == [x * x for x in range(20)]
+    assert core._shared_map(lambda x: -x, [5], 4) == [-5]
+    # every worker of the engine's pool held up: the calling thread does all the items itself
+    # and does not wait for helpers that never started
+    pool = core._executor()
+    release = threading.Event()
+    blockers = [pool.submit(release.wait) for _ in range(pool._max_workers)]
+    try:
+        seen = []
+        out = core._shared_map(lambda x: seen.append(threading.get_ident()) or x + 1,
+                               list(range(6)), 4)
+        assert out == [1, 2, 3, 4, 5, 6]
+        assert set(seen) == {threading.get_ident()}
+    finally:
+        release.set()
+        for b in blockers:
+            b.result()
+
+
+def test_shared_map_raises_the_error_of_an_item():
+    from sbrt_qa.dvh import core
+
+    def f(x):
+        if x == 7:
+            raise ValueError("item 7")
+        return x
+
+    with pytest.raises(ValueError, match="item 7"):
+        core._shared_map(f, list(range(12)), 2)

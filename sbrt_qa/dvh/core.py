@@ -87,14 +87,50 @@ def default_threads() -> int:
 
 
 def _executor() -> ThreadPoolExecutor:
-    """The engine's worker threads. Their tasks never wait on other tasks, so callers that are
-    themselves running on threads (the plan evaluator) cannot deadlock on it."""
+    """The engine's worker threads (see :func:`_shared_map`). Their tasks never wait on other
+    tasks, so callers that are themselves running on threads (the plan evaluator) cannot deadlock
+    on it."""
     global _pool
     with _pool_lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=max(2, default_threads()),
                                        thread_name_prefix="sbrt-qa-dvh")
         return _pool
+
+
+def _shared_map(fn, items: list, n_threads: int) -> list:
+    """``[fn(x) for x in items]`` on the calling thread and up to ``n_threads - 1`` of the engine's
+    workers, each taking the next item when it is free; results in the order of ``items``.
+
+    The caller works from the start instead of waiting: a worker that is slow to wake (an idle
+    CPU of a virtual machine can take milliseconds) then costs nothing, so this is never much
+    slower than one thread. Helpers not started when the caller runs out of items are cancelled.
+    """
+    if n_threads <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    out: list = [None] * len(items)
+    lock = threading.Lock()
+    taken = iter(range(len(items)))
+
+    def work():
+        while True:
+            with lock:
+                i = next(taken, None)
+            if i is None:
+                return
+            out[i] = fn(items[i])
+
+    pool = _executor()
+    helpers = [pool.submit(work) for _ in range(min(n_threads, len(items)) - 1)]
+    try:
+        work()
+    finally:
+        for h in helpers:
+            h.cancel()
+    for h in helpers:
+        if not h.cancelled():
+            h.result()
+    return out
 
 
 def chunk_count(n_layers: int) -> int:
@@ -423,7 +459,7 @@ def _histogram(args: tuple, threads: int | None):
             tables = structure_tables(points, offsets, clipped, la, lb, ys, row_y0, row_dy)
             return structure_dvh_layers(points, offsets, clipped, *args[3:], tables, c[0], c[1])
 
-        parts = list(_executor().map(run, chunks))
+        parts = _shared_map(run, chunks, n_threads)
     if len(parts) == 1:
         return parts[0]
     ramp2 = parts[0][0].copy()
@@ -463,14 +499,11 @@ def dvhs_of_structures(items, *, threads: int | None = None, **kwargs) -> list[D
         return [dvh_of_structure(s, d, threads=n_threads, **kwargs) for s, d in items]
     # largest first, so that a big structure does not start last
     order = sorted(range(len(items)), key=lambda i: -items[i][0].points_xy_mm.shape[0])
+    dvhs = _shared_map(lambda i: dvh_of_structure(items[i][0], items[i][1], threads=1, **kwargs),
+                       order, n_threads)
     out: list[DVH | None] = [None] * len(items)
-    # a pool of its own: these tasks wait on nothing, and the engine's pool stays free
-    with ThreadPoolExecutor(max_workers=min(n_threads, len(items)),
-                            thread_name_prefix="sbrt-qa-dvhs") as pool:
-        futures = {i: pool.submit(dvh_of_structure, items[i][0], items[i][1], threads=1,
-                                  **kwargs) for i in order}
-        for i, f in futures.items():
-            out[i] = f.result()
+    for i, d in zip(order, dvhs):
+        out[i] = d
     return out
 
 
