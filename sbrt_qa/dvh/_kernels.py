@@ -1242,8 +1242,11 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                                     x_hi = xs[m]
                                 lp = x_hi - x_lo
                                 if lp > 0.0:
-                                    ix0, ix1, tx, sx = _axis(xs, m, 0.5 * (x_lo + x_hi))
                                     inner = 1 <= m < nx
+                                    has_axis = False
+                                    # the grid node up to which every z piece is in a block
+                                    blocked = inner and n_lz > 0
+                                    m_end = nx
                                     for q in range(n_lz):
                                         if inner and n_iv[q] > 0:
                                             # a piece of a block cell: histogrammed as a block
@@ -1253,12 +1256,22 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                                             iv_ptr[q] = t
                                             if (t < n_iv[q] and iv_lo[q, t] <= xs[m - 1]
                                                     and xs[m] <= iv_hi[q, t]):
+                                                m_end = min(m_end, np.searchsorted(
+                                                    xs, iv_hi[q, t], side="right") - 1)
                                                 continue
+                                        blocked = False
+                                        if not has_axis:
+                                            ix0, ix1, tx, sx = _axis(xs, m, 0.5 * (x_lo + x_hi))
+                                            has_axis = True
                                         _element(acc, ramp2, step1, lo, hi, bin_width, inv_bw,
                                                  dose, ix0, ix1, tx, sx, iy0, iy1, ty, sy,
                                                  lz_i0[q], lz_i1[q], lz_t[q], lz_s[q],
                                                  lp * row_dy * lz_h[q] * lz_w[q], lp, band,
                                                  lz_h[q])
+                                    # the cells up to there hold no element: jump over them
+                                    if blocked and m < m_end < nx and xs[m_end] <= pb_:
+                                        m = m_end
+                                        x_hi = xs[m]
                                 if x_hi >= pb_:
                                     break
                                 x_lo = x_hi
