@@ -118,6 +118,46 @@ def _axis(c, m, v):
 
 
 @inline_kernel
+def _guess(c, v):
+    """Index near which ``v`` falls on the ascending axis ``c``: exact for a uniform axis."""
+    n = c.size
+    if n < 2:
+        return 0
+    u = (v - c[0]) * (n - 1) / (c[n - 1] - c[0])
+    if u < 0.0:
+        return 0
+    if u > n:
+        return n
+    return int(u)
+
+
+@inline_kernel
+def _right(c, v):
+    """``np.searchsorted(c, v, side="right")`` for an ascending axis: a guess from the axis' mean
+    spacing, then a walk; one step on the (uniform) axes of a dose grid instead of a binary search
+    with unpredictable branches."""
+    n = c.size
+    g = min(_guess(c, v) + 1, n)
+    while g > 0 and c[g - 1] > v:
+        g -= 1
+    while g < n and c[g] <= v:
+        g += 1
+    return g
+
+
+@inline_kernel
+def _left(c, v):
+    """``np.searchsorted(c, v, side="left")`` for an ascending axis (see :func:`_right`)."""
+    n = c.size
+    g = _guess(c, v)
+    while g > 0 and c[g - 1] >= v:
+        g -= 1
+    while g < n and c[g] < v:
+        g += 1
+    return g
+
+
+@inline_kernel
 def _trilinear_cell(dose, i0, i1, tx, sx, j0, j1, ty, sy, k0, k1, tz, sz):
     """Trilinear dose in one cell at fractions ``tx, ty, tz``, and its partial derivatives
     (Gy/mm; ``sx, sy, sz`` are 1/spacing, 0 where the dose is held constant)."""
@@ -162,12 +202,44 @@ def _element(acc, ramp2, step1, lo, hi, bw, ibw, dose, i0, i1, tx, sx, j0, j1, t
 
 
 @inline_kernel
+def _node_column(dose, i, j0, j1, ty, sy, k0, k1, tz, sz):
+    """Dose on the grid line ``x = xs[i]`` at cell fractions ``ty, tz`` (bilinear), and its y and z
+    derivatives (Gy/mm): trilinear dose is linear in x between two such lines."""
+    c00 = dose[k0, j0, i]
+    c01 = dose[k0, j1, i]
+    c10 = dose[k1, j0, i]
+    c11 = dose[k1, j1, i]
+    c0 = c00 + ty * (c01 - c00)
+    c1 = c10 + ty * (c11 - c10)
+    return (c0 + tz * (c1 - c0), ((c01 - c00) + tz * ((c11 - c10) - (c01 - c00))) * sy,
+            (c1 - c0) * sz)
+
+
+@inline_kernel
+def _cell_element(acc, ramp2, step1, lo, hi, bw, ibw, v0, gy0, gz0, v1, gy1, gz1, w, ly, lz):
+    """:func:`_element` for a whole x cell, from the dose and derivatives on its two grid lines
+    (:func:`_node_column`): the trilinear value and gradient at the cell's middle."""
+    val = 0.5 * (v0 + v1)
+    gy = 0.5 * (gy0 + gy1) * ly
+    gz = 0.5 * (gz0 + gz1) * lz
+    half = 0.5 * np.sqrt((v1 - v0) ** 2 + gy * gy + gz * gz)
+    if val < acc[3]:
+        acc[3] = val
+    if val > acc[4]:
+        acc[4] = val
+    acc[0] += w
+    acc[2] += w * val
+    acc[5] += 1.0
+    _accumulate(ramp2, step1, lo, hi, bw, ibw, val - half, val + half, w)
+
+
+@inline_kernel
 def _zcells(zs, z0, z1, zi0, zi1, zt, zsc, zh):
     """Split ``[z0, z1]`` at the z nodes; per piece: cell, fraction of its centre, 1/spacing,
     height. Returns the number of pieces."""
     ns = 0
     zlo = z0
-    m = np.searchsorted(zs, z0, side="right")
+    m = _right(zs, z0)
     while True:
         zhi = z1
         if m < zs.size and zs[m] < z1:
@@ -235,7 +307,7 @@ def _edge_extremes(points_xy, poly_offsets, p_first, p_end, z, dose, xs, ys, zs,
     lines it is quadratic: its extremes are the piece's ends or the parabola's vertex. Parts outside
     the covered region are skipped, and so are cells whose corner doses cannot beat ``acc[3:5]``.
     """
-    k0, k1, tz, sz = _axis(zs, np.searchsorted(zs, z, side="right"), z)
+    k0, k1, tz, sz = _axis(zs, _right(zs, z), z)
     for p in range(p_first, p_end):
         a = poly_offsets[p]
         b = poly_offsets[p + 1]
@@ -247,10 +319,10 @@ def _edge_extremes(points_xy, poly_offsets, p_first, p_end, z, dose, xs, ys, zs,
             dy = points_xy[w, 1] - y1
             # the grid nodes around the whole edge: when none can beat the extremes found so
             # far, no piece of the edge can either
-            i_lo = max(np.searchsorted(xs, min(x1, x1 + dx), side="right") - 1, 0)
-            i_hi = min(np.searchsorted(xs, max(x1, x1 + dx), side="left"), xs.size - 1)
-            j_lo = max(np.searchsorted(ys, min(y1, y1 + dy), side="right") - 1, 0)
-            j_hi = min(np.searchsorted(ys, max(y1, y1 + dy), side="left"), ys.size - 1)
+            i_lo = max(_right(xs, min(x1, x1 + dx)) - 1, 0)
+            i_hi = min(_left(xs, max(x1, x1 + dx)), xs.size - 1)
+            j_lo = max(_right(ys, min(y1, y1 + dy)) - 1, 0)
+            j_hi = min(_left(ys, max(y1, y1 + dy)), ys.size - 1)
             lo_v, hi_v = block_extremes(dose, k0, k1 + 1, j_lo, j_hi + 1, i_lo, i_hi + 1)
             if lo_v >= acc[3] and hi_v <= acc[4]:
                 continue
@@ -263,7 +335,7 @@ def _edge_extremes(points_xy, poly_offsets, p_first, p_end, z, dose, xs, ys, zs,
                     continue
                 lo_c = min(c1, c1 + dc)
                 hi_c = max(c1, c1 + dc)
-                i = np.searchsorted(c, lo_c, side="right")
+                i = _right(c, lo_c)
                 while i < c.size and c[i] < hi_c:
                     ts[n] = (c[i] - c1) / dc
                     n += 1
@@ -289,8 +361,8 @@ def _edge_extremes(points_xy, poly_offsets, p_first, p_end, z, dose, xs, ys, zs,
                 xm = x1 + tm * dx
                 ym = y1 + tm * dy
                 if (extent[0, 0] <= xm <= extent[0, 1]) and (extent[1, 0] <= ym <= extent[1, 1]):
-                    i0, i1, tx, sx = _axis(xs, np.searchsorted(xs, xm, side="right"), xm)
-                    j0, j1, ty, sy = _axis(ys, np.searchsorted(ys, ym, side="right"), ym)
+                    i0, i1, tx, sx = _axis(xs, _right(xs, xm), xm)
+                    j0, j1, ty, sy = _axis(ys, _right(ys, ym), ym)
                     lo_v = np.inf
                     hi_v = -np.inf
                     for kk in (k0, k1):
@@ -344,7 +416,7 @@ def _node_extremes(line0, nline, base, off, cross, ka, kb, z, dose, xs, zs, acc)
     """Dose extremes at the grid nodes ``(x_i, y_j)`` inside plane ``ka``'s region (and ``kb``'s
     when ``kb >= 0``) at height ``z`` (into ``acc[3:5]``); ``line*``/``cross``: the planes'
     crossings with the node lines ``y = ys[j]`` (:func:`_plane_lines`)."""
-    k0, k1, tz, sz = _axis(zs, np.searchsorted(zs, z, side="right"), z)
+    k0, k1, tz, sz = _axis(zs, _right(zs, z), z)
     for jn in range(line0[ka], line0[ka] + nline[ka]):
         qa = off[base[ka] + jn - line0[ka]]
         ea = off[base[ka] + jn - line0[ka] + 1]
@@ -367,8 +439,8 @@ def _node_extremes(line0, nline, base, off, cross, ka, kb, z, dose, xs, zs, acc)
                 xn = cross[qb]
                 from_a = False
             if in_a and in_b:
-                i0 = np.searchsorted(xs, xprev, side="left")
-                i1 = np.searchsorted(xs, xn, side="right")
+                i0 = _left(xs, xprev)
+                i1 = _right(xs, xn)
                 # local extremes: a reduction the compiler can vectorise
                 mn = acc[3]
                 mx = acc[4]
@@ -1111,8 +1183,8 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                 if c1 <= c0:
                     continue
                 ncz = _zcells(zs, c0, c1, cz_i0, cz_i1, cz_t, cz_s, cz_h)
-                ix0, ix1, tx, sx = _axis(xs, np.searchsorted(xs, pcx[p], side="right"), pcx[p])
-                iy0, iy1, ty, sy = _axis(ys, np.searchsorted(ys, pcy[p], side="right"), pcy[p])
+                ix0, ix1, tx, sx = _axis(xs, _right(xs, pcx[p]), pcx[p])
+                iy0, iy1, ty, sy = _axis(ys, _right(ys, pcy[p]), pcy[p])
                 size = np.sqrt(area)
                 for q in range(ncz):
                     _element(acc, ramp2, step1, lo, hi, bin_width, inv_bw, dose, ix0, ix1, tx, sx,
@@ -1133,7 +1205,7 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
             row_in = ey0 <= yr <= ey1
             # a row band reaching past the outline spreads dose only over the part inside
             band = min(row_dy, 2.0 * (yr - ylo), 2.0 * (yhi - yr))
-            iy0, iy1, ty, sy = _axis(ys, np.searchsorted(ys, yr, side="right"), yr)
+            iy0, iy1, ty, sy = _axis(ys, _right(ys, yr), yr)
             qa = 0
             ea = 0
             wa = 1.0
@@ -1194,12 +1266,20 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                 tzb = (0.5 * (zb0 + zb1) - zs[kz0]) / (zs[kz1] - zs[kz0])
                 szb = 1.0 / (zs[kz1] - zs[kz0])
                 for t in range(n_iv[q]):
-                    i = np.searchsorted(xs, iv_lo[q, t], side="left")
+                    i = _left(xs, iv_lo[q, t])
+                    if not (i + 1 < nx and xs[i + 1] <= iv_hi[q, t]):
+                        continue
+                    # whole x cells: each grid line's dose is read once for its two cells
+                    v0, gy0, gz0 = _node_column(dose, i, iy0, iy1, ty, sy, kz0, kz1, tzb, szb)
                     while i + 1 < nx and xs[i + 1] <= iv_hi[q, t]:
-                        dxc = xs[i + 1] - xs[i]
-                        _element(acc, ramp2, step1, lo, hi, bin_width, inv_bw, dose, i, i + 1,
-                                 0.5, 1.0 / dxc, iy0, iy1, ty, sy, kz0, kz1, tzb, szb,
-                                 dxc * row_dy * wz, dxc, bband, zb1 - zb0)
+                        v1, gy1, gz1 = _node_column(dose, i + 1, iy0, iy1, ty, sy, kz0, kz1,
+                                                    tzb, szb)
+                        _cell_element(acc, ramp2, step1, lo, hi, bin_width, inv_bw, v0, gy0, gz0,
+                                      v1, gy1, gz1, (xs[i + 1] - xs[i]) * row_dy * wz, bband,
+                                      zb1 - zb0)
+                        v0 = v1
+                        gy0 = gy1
+                        gz0 = gz1
                         i += 1
             in_a = False
             in_b = slab
@@ -1235,7 +1315,7 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                             acc[1] += (pb_ - pa_) * row_dy * (w_all - w_cov)
                         if full:
                             x_lo = pa_
-                            m = np.searchsorted(xs, pa_, side="right")
+                            m = _right(xs, pa_)
                             while True:
                                 x_hi = pb_
                                 if m < nx and xs[m] < pb_:
@@ -1256,8 +1336,7 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                                             iv_ptr[q] = t
                                             if (t < n_iv[q] and iv_lo[q, t] <= xs[m - 1]
                                                     and xs[m] <= iv_hi[q, t]):
-                                                m_end = min(m_end, np.searchsorted(
-                                                    xs, iv_hi[q, t], side="right") - 1)
+                                                m_end = min(m_end, _right(xs, iv_hi[q, t]) - 1)
                                                 continue
                                         blocked = False
                                         if not has_axis:
@@ -1384,7 +1463,7 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                                 continue
                             ncz = _zcells(zs, d0, d1, cz_i0, cz_i1, cz_t, cz_s, cz_h)
                             # the column's ends and z nodes: points of the interpolated surface
-                            ix0, ix1, tx, sx = _axis(xs, np.searchsorted(xs, xc, side="right"), xc)
+                            ix0, ix1, tx, sx = _axis(xs, _right(xs, xc), xc)
                             zz = d0
                             for q in range(ncz):
                                 if q == 0:
@@ -1396,7 +1475,7 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                                                        _frac(zs, cz_i0[q], cz_i1[q], zz),
                                                        iy0, iy1, ix0, ix1, tx, ty))
                             x_lo = xs0
-                            m = np.searchsorted(xs, xs0, side="right")
+                            m = _right(xs, xs0)
                             while True:
                                 x_hi = xs1
                                 if m < nx and xs[m] < xs1:
@@ -1433,7 +1512,7 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
             continue
         zc0 = max(z0, ez0)
         zc1 = min(z1, ez1)
-        zn = np.searchsorted(zs, zc0, side="right")
+        zn = _right(zs, zc0)
         if a == b and zc1 > zc0:
             zz = zc0
             while True:
@@ -1586,8 +1665,8 @@ def trilinear_points(dose, xs, ys, zs, points, outside_value):
                 or z < zs[0] or z > zs[zs.size - 1]):
             out[p] = outside_value
             continue
-        i0, i1, tx, sx = _axis(xs, np.searchsorted(xs, x, side="right"), x)
-        j0, j1, ty, sy = _axis(ys, np.searchsorted(ys, y, side="right"), y)
-        k0, k1, tz, sz = _axis(zs, np.searchsorted(zs, z, side="right"), z)
+        i0, i1, tx, sx = _axis(xs, _right(xs, x), x)
+        j0, j1, ty, sy = _axis(ys, _right(ys, y), y)
+        k0, k1, tz, sz = _axis(zs, _right(zs, z), z)
         out[p] = _trilinear_cell(dose, i0, i1, tx, sx, j0, j1, ty, sy, k0, k1, tz, sz)[0]
     return out
