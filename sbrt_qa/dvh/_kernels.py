@@ -1653,6 +1653,50 @@ def block_extremes(dose, k0, k1, j0, j1, i0, i1):
 
 
 @kernel
+def brick_extremes(dose, size):
+    """Min and max of the dose over bricks of ``size`` nodes per axis: brick ``(a, b, c)`` holds
+    nodes ``[a * size, (a + 1) * size)`` along z (and likewise along y and x)."""
+    nz, ny, nx = dose.shape
+    bz = (nz + size - 1) // size
+    by = (ny + size - 1) // size
+    bx = (nx + size - 1) // size
+    bmin = np.full((bz, by, bx), np.inf)
+    bmax = np.full((bz, by, bx), -np.inf)
+    for k in range(nz):
+        for j in range(ny):
+            for i in range(nx):
+                v = dose[k, j, i]
+                a = k // size
+                b = j // size
+                c = i // size
+                if v < bmin[a, b, c]:
+                    bmin[a, b, c] = v
+                if v > bmax[a, b, c]:
+                    bmax[a, b, c] = v
+    return bmin, bmax
+
+
+@kernel
+def cumulative_curve(ramp2, step1, n_bins, covered_cc):
+    """Cumulative DVH (cc) at the histogram's edges ``0 .. n_bins`` from the kernel's second
+    differences ``ramp2`` and point masses ``step1`` (mm^3): ``covered - below``, clipped to
+    ``[0, covered]`` and made non-increasing."""
+    out = np.empty(n_bins + 1)
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    run = covered_cc
+    for k in range(n_bins + 1):
+        s1 += ramp2[k]
+        s2 += s1
+        s3 += step1[k]
+        c = min(max(covered_cc - (s2 + s3) / 1000.0, 0.0), covered_cc)
+        run = min(run, c)
+        out[k] = run
+    return out
+
+
+@kernel
 def trilinear_points(dose, xs, ys, zs, points, outside_value):
     """Trilinear dose at ``points`` (n, 3) x/y/z mm; ``outside_value`` beyond the node hull."""
     n = points.shape[0]

@@ -306,18 +306,35 @@ def _node_range(c: np.ndarray, a: float, b: float) -> tuple[int, int]:
     return i0, max(min(i1, c.size), i0 + 1)
 
 
-def _local_dose_range(dose: DoseGrid, points: np.ndarray, z_lo: float, z_hi: float):
-    """Min and max of the dose nodes around the structure: its histogram range, without a pass
-    over the whole grid."""
-    from ._kernels import block_extremes
+#: side of the bricks, in grid nodes, whose dose extremes bound a structure's histogram range
+BRICK_NODES = 8
+_brick_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
+
+def _bricks(dose: DoseGrid):
+    """Dose extremes per brick of ``BRICK_NODES`` nodes a side, computed once per grid."""
+    cached = _brick_cache.get(dose)
+    if cached is None:
+        from ._kernels import brick_extremes
+
+        cached = brick_extremes(dose.dose_gy, BRICK_NODES)
+        _brick_cache[dose] = cached
+    return cached
+
+
+def _local_dose_range(dose: DoseGrid, points: np.ndarray, z_lo: float, z_hi: float):
+    """Min and max of the dose over the bricks around the structure: a range holding every dose
+    the structure can see, for its histogram, without a pass over the grid per structure."""
     if not dose.dose_gy.size:
         return 0.0, 0.0
     i0, i1 = _node_range(dose.x_mm, float(points[:, 0].min()), float(points[:, 0].max()))
     j0, j1 = _node_range(dose.y_mm, float(points[:, 1].min()), float(points[:, 1].max()))
     k0, k1 = _node_range(dose.z_mm, z_lo, z_hi)
-    lo, hi = block_extremes(dose.dose_gy, k0, k1, j0, j1, i0, i1)
-    return float(lo), float(hi)
+    bmin, bmax = _bricks(dose)
+    b = BRICK_NODES
+    box = (slice(k0 // b, (k1 - 1) // b + 1), slice(j0 // b, (j1 - 1) // b + 1),
+           slice(i0 // b, (i1 - 1) // b + 1))
+    return float(bmin[box].min()), float(bmax[box].max())
 
 
 def dvh_of_structure(structure: Structure, dose: DoseGrid, *,
@@ -393,10 +410,9 @@ def dvh_of_structure(structure: Structure, dose: DoseGrid, *,
     if covered_cc <= 0:
         return DVH(name, np.array([0.0, bin_width_gy]), np.zeros(2), volume_cc, 0.0, math.nan,
                    math.nan, math.nan, tuple(findings))
-    below = np.cumsum(np.cumsum(ramp2[: n_bins + 1])) + np.cumsum(step1[: n_bins + 1])
-    below /= 1000.0
-    cumulative = np.clip(covered_cc - below, 0.0, covered_cc)
-    np.minimum.accumulate(cumulative, out=cumulative)
+    from ._kernels import cumulative_curve
+
+    cumulative = cumulative_curve(ramp2, step1, n_bins, covered_cc)
     edges = bin_lo + bin_width_gy * np.arange(n_bins + 1)
     dmin = float(stats[3])
     dmax = float(stats[4])
