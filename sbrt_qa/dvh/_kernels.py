@@ -726,14 +726,16 @@ def _phi(points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin, dims
     inside = False
     best = np.inf
     best_p = -1
-    if row0[k] <= j < row0[k] + nrow[k]:
+    if nrow[k] > 0:
         # the row's (sorted) crossings: the inside test, and the edges of the two crossings
-        # around x a first bound on the distance
-        r = row_base[k] + j - row0[k]
+        # around x a first bound on the distance. A row beyond the plane's rows is outside it;
+        # the edges crossing the plane's nearest row give the bound there
+        jr = min(max(j, row0[k]), row0[k] + nrow[k] - 1)
+        r = row_base[k] + jr - row0[k]
         q0 = row_off[r]
         q1 = row_off[r + 1]
         m = q0 + np.searchsorted(cross[q0:q1], x, side="left")
-        inside = (m - q0) % 2 == 1
+        inside = jr == j and (m - q0) % 2 == 1
         for q in range(max(m - 1, q0), min(m + 1, q1)):
             v = cross_v[q]
             p = poly_of_v[v]
