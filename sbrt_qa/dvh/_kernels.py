@@ -158,50 +158,6 @@ def _left(c, v):
 
 
 @inline_kernel
-def _trilinear_cell(dose, i0, i1, tx, sx, j0, j1, ty, sy, k0, k1, tz, sz):
-    """Trilinear dose in one cell at fractions ``tx, ty, tz``, and its partial derivatives
-    (Gy/mm; ``sx, sy, sz`` are 1/spacing, 0 where the dose is held constant)."""
-    c000 = dose[k0, j0, i0]
-    c001 = dose[k0, j0, i1]
-    c010 = dose[k0, j1, i0]
-    c011 = dose[k0, j1, i1]
-    c100 = dose[k1, j0, i0]
-    c101 = dose[k1, j0, i1]
-    c110 = dose[k1, j1, i0]
-    c111 = dose[k1, j1, i1]
-    c00 = c000 + tx * (c001 - c000)
-    c01 = c010 + tx * (c011 - c010)
-    c10 = c100 + tx * (c101 - c100)
-    c11 = c110 + tx * (c111 - c110)
-    c0 = c00 + ty * (c01 - c00)
-    c1 = c10 + ty * (c11 - c10)
-    val = c0 + tz * (c1 - c0)
-    a0 = (c001 - c000) + ty * ((c011 - c010) - (c001 - c000))
-    a1 = (c101 - c100) + ty * ((c111 - c110) - (c101 - c100))
-    gx = (a0 + tz * (a1 - a0)) * sx
-    gy = ((c01 - c00) + tz * ((c11 - c10) - (c01 - c00))) * sy
-    gz = (c1 - c0) * sz
-    return val, gx, gy, gz
-
-
-@inline_kernel
-def _element(acc, ramp2, step1, lo, hi, bw, ibw, dose, i0, i1, tx, sx, j0, j1, ty, sy, k0, k1, tz,
-             sz, w, lx, ly, lz):
-    """Histogram volume ``w`` of extent ``lx x ly x lz`` centred at the given cell fractions."""
-    val, gx, gy, gz = _trilinear_cell(dose, i0, i1, tx, sx, j0, j1, ty, sy, k0, k1, tz, sz)
-    half = 0.5 * np.sqrt((gx * lx) ** 2 + (gy * ly) ** 2 + (gz * lz) ** 2)
-    # the centre is a point of the structure: a candidate extreme
-    if val < acc[3]:
-        acc[3] = val
-    if val > acc[4]:
-        acc[4] = val
-    acc[0] += w
-    acc[2] += w * val
-    acc[5] += 1.0
-    _accumulate(ramp2, step1, lo, hi, bw, ibw, val - half, val + half, w)
-
-
-@inline_kernel
 def _node_column(dose, i, j0, j1, ty, sy, k0, k1, tz, sz):
     """Dose on the grid line ``x = xs[i]`` at cell fractions ``ty, tz`` (bilinear), and its y and z
     derivatives (Gy/mm): trilinear dose is linear in x between two such lines."""
@@ -216,13 +172,20 @@ def _node_column(dose, i, j0, j1, ty, sy, k0, k1, tz, sz):
 
 
 @inline_kernel
-def _cell_element(acc, ramp2, step1, lo, hi, bw, ibw, v0, gy0, gz0, v1, gy1, gz1, w, ly, lz):
-    """:func:`_element` for a whole x cell, from the dose and derivatives on its two grid lines
-    (:func:`_node_column`): the trilinear value and gradient at the cell's middle."""
-    val = 0.5 * (v0 + v1)
-    gy = 0.5 * (gy0 + gy1) * ly
-    gz = 0.5 * (gz0 + gz1) * lz
-    half = 0.5 * np.sqrt((v1 - v0) ** 2 + gy * gy + gz * gz)
+def _trilinear_cell(dose, i0, i1, tx, sx, j0, j1, ty, sy, k0, k1, tz, sz):
+    """Trilinear dose in one cell at fractions ``tx, ty, tz``, and its partial derivatives
+    (Gy/mm; ``sx, sy, sz`` are 1/spacing, 0 where the dose is held constant): linear in x between
+    the cell's two grid lines (:func:`_node_column`)."""
+    v0, gy0, gz0 = _node_column(dose, i0, j0, j1, ty, sy, k0, k1, tz, sz)
+    v1, gy1, gz1 = _node_column(dose, i1, j0, j1, ty, sy, k0, k1, tz, sz)
+    return (v0 + tx * (v1 - v0), (v1 - v0) * sx, gy0 + tx * (gy1 - gy0),
+            gz0 + tx * (gz1 - gz0))
+
+
+@inline_kernel
+def _tally(acc, ramp2, step1, lo, hi, bw, ibw, val, half, w):
+    """Histogram volume ``w`` spread over ``val +- half``; its centre dose ``val`` is a point of
+    the structure, so a candidate extreme (``acc``: volume, -, dose x volume, min, max, count)."""
     if val < acc[3]:
         acc[3] = val
     if val > acc[4]:
@@ -231,6 +194,26 @@ def _cell_element(acc, ramp2, step1, lo, hi, bw, ibw, v0, gy0, gz0, v1, gy1, gz1
     acc[2] += w * val
     acc[5] += 1.0
     _accumulate(ramp2, step1, lo, hi, bw, ibw, val - half, val + half, w)
+
+
+@inline_kernel
+def _element(acc, ramp2, step1, lo, hi, bw, ibw, dose, i0, i1, tx, sx, j0, j1, ty, sy, k0, k1, tz,
+             sz, w, lx, ly, lz):
+    """Histogram volume ``w`` of extent ``lx x ly x lz`` centred at the given cell fractions."""
+    val, gx, gy, gz = _trilinear_cell(dose, i0, i1, tx, sx, j0, j1, ty, sy, k0, k1, tz, sz)
+    half = 0.5 * np.sqrt((gx * lx) ** 2 + (gy * ly) ** 2 + (gz * lz) ** 2)
+    _tally(acc, ramp2, step1, lo, hi, bw, ibw, val, half, w)
+
+
+@inline_kernel
+def _cell_element(acc, ramp2, step1, lo, hi, bw, ibw, v0, gy0, gz0, v1, gy1, gz1, w, ly, lz):
+    """:func:`_element` for a whole x cell, from the dose and derivatives on its two grid lines
+    (:func:`_node_column`): the trilinear value and gradient at the cell's middle."""
+    val = 0.5 * (v0 + v1)
+    gy = 0.5 * (gy0 + gy1) * ly
+    gz = 0.5 * (gz0 + gz1) * lz
+    half = 0.5 * np.sqrt((v1 - v0) ** 2 + gy * gy + gz * gz)
+    _tally(acc, ramp2, step1, lo, hi, bw, ibw, val, half, w)
 
 
 @inline_kernel
