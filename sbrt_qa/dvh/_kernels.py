@@ -1102,7 +1102,7 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
     (``work``) and receives the histogram in ``ramp2``, ``step1`` and ``acc``."""
     (ramp2, step1, acc, lz_i0, lz_i1, lz_t, lz_s, lz_h, lz_tau, lz_w, cz_i0, cz_i1, cz_t, cz_s,
      cz_h, fv, fs, blk_ok, blk_lf, blk_ll, blk_z0, blk_z1, n_iv, iv_ptr, iv_lo, iv_hi, qpos,
-     qend, qin, kx, kt, ts_buf) = work
+     qend, qin, kx, kt, ts_buf, bc_row0, bc_a, bc_b, bc_n, bc_lo, bc_hi) = work
     lo = bin_lo
     hi = bin_lo + n_bins * bin_width
     inv_bw = 1.0 / bin_width
@@ -1222,8 +1222,29 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                     continue
                 lf = blk_lf[q]
                 ll = blk_ll[q]
-                n_iv[q] = _row_intersection(layer_a[lf], layer_b[ll], j, row0, nrow, row_base,
-                                            row_off, cross, qpos, qend, qin, iv_lo[q], iv_hi[q])
+                # every layer sharing the z cell needs the row's blocks: computed once, kept per
+                # row in one of two slots (z cells of one layer alternate in parity)
+                jr = j - bc_row0
+                sl = lz_i0[q] % 2
+                if not 0 <= jr < bc_n.shape[0]:
+                    n_iv[q] = _row_intersection(layer_a[lf], layer_b[ll], j, row0, nrow,
+                                                row_base, row_off, cross, qpos, qend, qin,
+                                                iv_lo[q], iv_hi[q])
+                elif bc_a[jr, sl] == layer_a[lf] and bc_b[jr, sl] == layer_b[ll]:
+                    n_iv[q] = bc_n[jr, sl]
+                    for t in range(n_iv[q]):
+                        iv_lo[q, t] = bc_lo[jr, sl, t]
+                        iv_hi[q, t] = bc_hi[jr, sl, t]
+                else:
+                    n_iv[q] = _row_intersection(layer_a[lf], layer_b[ll], j, row0, nrow,
+                                                row_base, row_off, cross, qpos, qend, qin,
+                                                iv_lo[q], iv_hi[q])
+                    bc_a[jr, sl] = layer_a[lf]
+                    bc_b[jr, sl] = layer_b[ll]
+                    bc_n[jr, sl] = n_iv[q]
+                    for t in range(n_iv[q]):
+                        bc_lo[jr, sl, t] = iv_lo[q, t]
+                        bc_hi[jr, sl, t] = iv_hi[q, t]
                 if lf != li or n_iv[q] == 0:
                     continue
                 kz0 = lz_i0[q]
@@ -1611,9 +1632,29 @@ def structure_dvh_layers(points_xy, poly_offsets, plane_poly_start, planes_z, la
     kx = np.empty(nkn)
     kt = np.empty(nkn)
     ts_buf = np.empty(xs.size + ys.size + 8)
+    # the blocks of each scan row, kept for the layers that share a z cell (two slots per row)
+    row0 = tables[8]
+    nrow = tables[9]
+    bc_row0 = 0
+    bc_end = 0
+    for k in range(row0.size):
+        if nrow[k] > 0:
+            if bc_end == bc_row0:
+                bc_row0 = row0[k]
+                bc_end = row0[k] + nrow[k]
+            else:
+                bc_row0 = min(bc_row0, row0[k])
+                bc_end = max(bc_end, row0[k] + nrow[k])
+    n_bc = max(bc_end - bc_row0, 1)
+    bc_a = np.full((n_bc, 2), -1, dtype=np.int64)
+    bc_b = np.full((n_bc, 2), -1, dtype=np.int64)
+    bc_n = np.zeros((n_bc, 2), dtype=np.int64)
+    bc_lo = np.empty((n_bc, 2, max_cross // 2 + 2))
+    bc_hi = np.empty((n_bc, 2, max_cross // 2 + 2))
     work = (ramp2, step1, acc, lz_i0, lz_i1, lz_t, lz_s, lz_h, lz_tau, lz_w, cz_i0, cz_i1,
             cz_t, cz_s, cz_h, fv, fs, blk_ok, blk_lf, blk_ll, blk_z0, blk_z1, n_iv, iv_ptr,
-            iv_lo, iv_hi, qpos, qend, qin, kx, kt, ts_buf)
+            iv_lo, iv_hi, qpos, qend, qin, kx, kt, ts_buf, bc_row0, bc_a, bc_b, bc_n, bc_lo,
+            bc_hi)
     _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes_z, layer_a,
                                layer_b, layer_z0, layer_z1, below, above, dose, xs, ys, zs,
                                extent, row_y0, row_dy, bin_lo, bin_width, n_bins, tables,
