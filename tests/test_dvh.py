@@ -477,3 +477,41 @@ def test_shared_map_raises_the_error_of_an_item():
 
     with pytest.raises(ValueError, match="item 7"):
         core._shared_map(f, list(range(12)), 2)
+
+
+def test_axis_lookups_equal_searchsorted_on_uniform_uneven_and_short_axes():
+    # _right/_left replace np.searchsorted on grid axes (a guess from the mean spacing, then a
+    # walk): they must agree exactly, on nodes, between them, and far outside
+    from sbrt_qa.dvh._kernels import _left, _right
+
+    rng = np.random.default_rng(3)
+    axes = [np.array([5.0]), np.array([-1.0, 2.0]), -132.5 + 2.5 * np.arange(107),
+            np.cumsum(rng.uniform(0.1, 7.0, 60)) - 40.0, np.array([0.0, 0.5, 9.0, 9.5, 30.0])]
+    for c in axes:
+        queries = np.concatenate([c, c + 1e-9, c - 1e-9, rng.uniform(c[0] - 20, c[-1] + 20, 300),
+                                  [-1e300, 1e300, c[0] - 1e6, c[-1] + 1e6]])
+        for v in queries:
+            assert _right(c, v) == np.searchsorted(c, v, side="right"), (c.size, v)
+            assert _left(c, v) == np.searchsorted(c, v, side="left"), (c.size, v)
+
+
+def test_cumulative_curve_equals_the_numpy_expression_and_brick_ranges_hold_the_box():
+    from sbrt_qa.dvh import core
+    from sbrt_qa.dvh._kernels import brick_extremes, cumulative_curve
+
+    rng = np.random.default_rng(5)
+    n = 500
+    ramp2 = rng.normal(0, 1, n + 3)
+    step1 = rng.uniform(0, 50, n + 3)
+    covered = 12.5
+    below = (np.cumsum(np.cumsum(ramp2[: n + 1])) + np.cumsum(step1[: n + 1])) / 1000.0
+    want = np.minimum.accumulate(np.clip(covered - below, 0.0, covered))
+    assert np.array_equal(cumulative_curve(ramp2, step1, n, covered), want)
+    # bricks: every node's dose lies within its brick's extremes, and the extremes are attained
+    dose = rng.uniform(0, 60, (13, 17, 9))
+    bmin, bmax = brick_extremes(dose, core.BRICK_NODES)
+    b = core.BRICK_NODES
+    for k, j, i in [(0, 0, 0), (12, 16, 8), (8, 9, 3), (7, 15, 8)]:
+        assert bmin[k // b, j // b, i // b] <= dose[k, j, i] <= bmax[k // b, j // b, i // b]
+    assert bmin.min() == dose.min() and bmax.max() == dose.max()
+    assert bmax[1, 2, 1] == dose[8:, 16:, 8:].max()
