@@ -309,16 +309,19 @@ def _node_range(c: np.ndarray, a: float, b: float) -> tuple[int, int]:
 #: side of the bricks, in grid nodes, whose dose extremes bound a structure's histogram range
 BRICK_NODES = 8
 _brick_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_brick_lock = threading.Lock()
 
 
 def _bricks(dose: DoseGrid):
-    """Dose extremes per brick of ``BRICK_NODES`` nodes a side, computed once per grid."""
-    cached = _brick_cache.get(dose)
-    if cached is None:
-        from ._kernels import brick_extremes
+    """Dose extremes per brick of ``BRICK_NODES`` nodes a side, computed once per grid (the
+    structures of a plan, running side by side, wait for the first to compute them)."""
+    with _brick_lock:
+        cached = _brick_cache.get(dose)
+        if cached is None:
+            from ._kernels import brick_extremes
 
-        cached = brick_extremes(dose.dose_gy, BRICK_NODES)
-        _brick_cache[dose] = cached
+            cached = brick_extremes(dose.dose_gy, BRICK_NODES)
+            _brick_cache[dose] = cached
     return cached
 
 
