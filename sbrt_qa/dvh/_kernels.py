@@ -1635,16 +1635,12 @@ def structure_dvh_layers(points_xy, poly_offsets, plane_poly_start, planes_z, la
     # the blocks of each scan row, kept for the layers that share a z cell (two slots per row)
     row0 = tables[8]
     nrow = tables[9]
-    bc_row0 = 0
-    bc_end = 0
+    bc_row0 = 1 << 62
+    bc_end = -(1 << 62)
     for k in range(row0.size):
         if nrow[k] > 0:
-            if bc_end == bc_row0:
-                bc_row0 = row0[k]
-                bc_end = row0[k] + nrow[k]
-            else:
-                bc_row0 = min(bc_row0, row0[k])
-                bc_end = max(bc_end, row0[k] + nrow[k])
+            bc_row0 = min(bc_row0, row0[k])
+            bc_end = max(bc_end, row0[k] + nrow[k])
     n_bc = max(bc_end - bc_row0, 1)
     bc_a = np.full((n_bc, 2), -1, dtype=np.int64)
     bc_b = np.full((n_bc, 2), -1, dtype=np.int64)

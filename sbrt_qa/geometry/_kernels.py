@@ -4,7 +4,36 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import kernel
+from .._jit import inline_kernel, kernel
+
+
+@inline_kernel
+def _line_crossings(points_xy, poly_offsets, plane_poly_start, ly, line0, base, fill, cross,
+                    cross_v, count_only):
+    """The crossings of every edge with the lines ``ly``: counted into ``fill[r + 1]`` (line
+    ``r``) when ``count_only``, else written at ``fill[r]`` (then advanced)."""
+    for k in range(plane_poly_start.size - 1):
+        for p in range(plane_poly_start[k], plane_poly_start[k + 1]):
+            a = poly_offsets[p]
+            b = poly_offsets[p + 1]
+            for v in range(a, b):
+                w = v + 1 if v + 1 < b else a
+                xa = points_xy[v, 0]
+                ya = points_xy[v, 1]
+                xb = points_xy[w, 0]
+                yb = points_xy[w, 1]
+                if ya == yb:
+                    continue
+                ia = np.searchsorted(ly, min(ya, yb), side="left")
+                ib = np.searchsorted(ly, max(ya, yb), side="left")
+                for i in range(ia, ib):
+                    r = base[k] + i - line0[k]
+                    if count_only:
+                        fill[r + 1] += 1
+                    else:
+                        cross[fill[r]] = xa + (ly[i] - ya) * (xb - xa) / (yb - ya)
+                        cross_v[fill[r]] = v
+                        fill[r] += 1
 
 
 @kernel
@@ -31,43 +60,14 @@ def plane_lines(points_xy, poly_offsets, plane_poly_start, ly):
         nline[k] = max(i1 - i0, 0)
         base[k + 1] = base[k] + nline[k]
     counts = np.zeros(base[n_planes] + 1, dtype=np.int64)
-    for k in range(n_planes):
-        for p in range(plane_poly_start[k], plane_poly_start[k + 1]):
-            a = poly_offsets[p]
-            b = poly_offsets[p + 1]
-            for v in range(a, b):
-                w = v + 1 if v + 1 < b else a
-                ya = points_xy[v, 1]
-                yb = points_xy[w, 1]
-                if ya == yb:
-                    continue
-                ia = np.searchsorted(ly, min(ya, yb), side="left")
-                ib = np.searchsorted(ly, max(ya, yb), side="left")
-                for i in range(ia, ib):
-                    counts[base[k] + i - line0[k] + 1] += 1
+    _line_crossings(points_xy, poly_offsets, plane_poly_start, ly, line0, base, counts,
+                    np.empty(0), np.empty(0, dtype=np.int64), True)
     off = np.cumsum(counts)
     cross = np.empty(off[-1])
     cross_v = np.empty(off[-1], dtype=np.int64)
     fill = off[:-1].copy()
-    for k in range(n_planes):
-        for p in range(plane_poly_start[k], plane_poly_start[k + 1]):
-            a = poly_offsets[p]
-            b = poly_offsets[p + 1]
-            for v in range(a, b):
-                w = v + 1 if v + 1 < b else a
-                xa = points_xy[v, 0]
-                ya = points_xy[v, 1]
-                xb = points_xy[w, 0]
-                yb = points_xy[w, 1]
-                if ya == yb:
-                    continue
-                ia = np.searchsorted(ly, min(ya, yb), side="left")
-                ib = np.searchsorted(ly, max(ya, yb), side="left")
-                for i in range(ia, ib):
-                    r = base[k] + i - line0[k]
-                    cross[fill[r]] = xa + (ly[i] - ya) * (xb - xa) / (yb - ya)
-                    cross_v[fill[r]] = v
-                    fill[r] += 1
+    _line_crossings(points_xy, poly_offsets, plane_poly_start, ly, line0, base, fill, cross,
+                    cross_v, False)
     for r in range(off.size - 1):
         for q in range(off[r] + 1, off[r + 1]):
             c = cross[q]
