@@ -165,7 +165,7 @@ def test_the_dvh_is_bit_for_bit_the_same_whatever_the_thread_count(threads, inte
     # a structure of many layers: cut into layer ranges that run on several threads
     from sbrt_qa.dvh.core import chunk_count
 
-    p = ph.cylinder(12.0, 60.0, spacing=1.0)
+    p = ph.cylinder(12.0, 140.0, spacing=1.0)
     grid = ph.dose_grid(ph.GaussianField((2.0, -3.0, 5.0)), p.bounds_mm, margin_mm=3.0)
     s = p.structure()
     assert chunk_count(s.planes_z_mm.size) > 2
