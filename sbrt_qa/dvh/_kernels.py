@@ -206,14 +206,58 @@ def _element(acc, ramp2, step1, lo, hi, bw, ibw, dose, i0, i1, tx, sx, j0, j1, t
 
 
 @inline_kernel
-def _cell_element(acc, ramp2, step1, lo, hi, bw, ibw, v0, gy0, gz0, v1, gy1, gz1, w, ly, lz):
-    """:func:`_element` for a whole x cell, from the dose and derivatives on its two grid lines
-    (:func:`_node_column`): the trilinear value and gradient at the cell's middle."""
-    val = 0.5 * (v0 + v1)
+def _cell_spread(v0, gy0, gz0, v1, gy1, gz1, ly, lz):
+    """Value and half spread (:func:`_element`) of a whole x cell of extent ``ly x lz`` (y, z), from
+    the dose and derivatives on its two grid lines (:func:`_node_column`): the trilinear value and
+    gradient at the cell's middle."""
     gy = 0.5 * (gy0 + gy1) * ly
     gz = 0.5 * (gz0 + gz1) * lz
-    half = 0.5 * np.sqrt((v1 - v0) ** 2 + gy * gy + gz * gz)
-    _tally(acc, ramp2, step1, lo, hi, bw, ibw, val, half, w)
+    return 0.5 * (v0 + v1), 0.5 * np.sqrt((v1 - v0) ** 2 + gy * gy + gz * gz)
+
+
+@loop_kernel
+def _block_run(dose, xs, i0, i1, j0, j1, ty, sy, k0, k1, tz, sz, row_dy, wz, ly, lz, col, cell,
+               acc, ramp2, step1, lo, hi, bw, ibw):
+    """Histogram the whole x cells between grid lines ``i0`` and ``i1`` of a block row (volume
+    ``(xs[i + 1] - xs[i]) * row_dy * wz`` each), exactly as :func:`_element` one after the other
+    would, in three passes: the grid lines' doses, the cells' values and spreads (neither branches,
+    so the compiler vectorises them), then the histogram and statistics (kept in locals until the
+    end). Twice as fast as one pass, whose scalar arithmetic waited on the histogram's updates.
+    ``col`` (3, n) and ``cell`` (2, n): work space of at least ``i1 - i0 + 1`` columns."""
+    n = i1 - i0
+    for c in range(n + 1):
+        v, gy, gz = _node_column(dose, i0 + c, j0, j1, ty, sy, k0, k1, tz, sz)
+        col[0, c] = v
+        col[1, c] = gy
+        col[2, c] = gz
+    for c in range(n):
+        val, half = _cell_spread(col[0, c], col[1, c], col[2, c], col[0, c + 1], col[1, c + 1],
+                                 col[2, c + 1], ly, lz)
+        cell[0, c] = val
+        cell[1, c] = half
+    # _tally's updates in its order, so that the result is bit for bit that of _element
+    mn = acc[3]
+    mx = acc[4]
+    s_w = acc[0]
+    s_wv = acc[2]
+    s_n = acc[5]
+    for c in range(n):
+        val = cell[0, c]
+        half = cell[1, c]
+        w = (xs[i0 + c + 1] - xs[i0 + c]) * row_dy * wz
+        if val < mn:
+            mn = val
+        if val > mx:
+            mx = val
+        s_w += w
+        s_wv += w * val
+        s_n += 1.0
+        _accumulate(ramp2, step1, lo, hi, bw, ibw, val - half, val + half, w)
+    acc[0] = s_w
+    acc[2] = s_wv
+    acc[3] = mn
+    acc[4] = mx
+    acc[5] = s_n
 
 
 @inline_kernel
@@ -1102,7 +1146,8 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
     (``work``) and receives the histogram in ``ramp2``, ``step1`` and ``acc``."""
     (ramp2, step1, acc, lz_i0, lz_i1, lz_t, lz_s, lz_h, lz_tau, lz_w, cz_i0, cz_i1, cz_t, cz_s,
      cz_h, fv, fs, blk_ok, blk_lf, blk_ll, blk_z0, blk_z1, n_iv, iv_ptr, iv_lo, iv_hi, qpos,
-     qend, qin, kx, kt, ts_buf, bc_row0, bc_a, bc_b, bc_n, bc_lo, bc_hi) = work
+     qend, qin, kx, kt, ts_buf, bc_row0, bc_a, bc_b, bc_n, bc_lo, bc_hi, blk_col,
+     blk_cell) = work
     lo = bin_lo
     hi = bin_lo + n_bins * bin_width
     inv_bw = 1.0 / bin_width
@@ -1272,21 +1317,16 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                 tzb = (0.5 * (zb0 + zb1) - zs[kz0]) / (zs[kz1] - zs[kz0])
                 szb = 1.0 / (zs[kz1] - zs[kz0])
                 for t in range(n_iv[q]):
-                    i = _left(xs, iv_lo[q, t])
-                    if not (i + 1 < nx and xs[i + 1] <= iv_hi[q, t]):
-                        continue
-                    # whole x cells: each grid line's dose is read once for its two cells
-                    v0, gy0, gz0 = _node_column(dose, i, iy0, iy1, ty, sy, kz0, kz1, tzb, szb)
-                    while i + 1 < nx and xs[i + 1] <= iv_hi[q, t]:
-                        v1, gy1, gz1 = _node_column(dose, i + 1, iy0, iy1, ty, sy, kz0, kz1,
-                                                    tzb, szb)
-                        _cell_element(acc, ramp2, step1, lo, hi, bin_width, inv_bw, v0, gy0, gz0,
-                                      v1, gy1, gz1, (xs[i + 1] - xs[i]) * row_dy * wz, bband,
-                                      zb1 - zb0)
-                        v0 = v1
-                        gy0 = gy1
-                        gz0 = gz1
-                        i += 1
+                    # the whole x cells of the interval: each grid line's dose is read once for
+                    # its two cells
+                    i0 = _left(xs, iv_lo[q, t])
+                    i1 = i0
+                    while i1 + 1 < nx and xs[i1 + 1] <= iv_hi[q, t]:
+                        i1 += 1
+                    if i1 > i0:
+                        _block_run(dose, xs, i0, i1, iy0, iy1, ty, sy, kz0, kz1, tzb, szb, row_dy,
+                                   wz, bband, zb1 - zb0, blk_col, blk_cell, acc, ramp2, step1, lo,
+                                   hi, bin_width, inv_bw)
             in_a = False
             in_b = slab
             xprev = 0.0
@@ -1632,6 +1672,8 @@ def structure_dvh_layers(points_xy, poly_offsets, plane_poly_start, planes_z, la
     kx = np.empty(nkn)
     kt = np.empty(nkn)
     ts_buf = np.empty(xs.size + ys.size + 8)
+    blk_col = np.empty((3, xs.size + 1))
+    blk_cell = np.empty((2, xs.size + 1))
     # the blocks of each scan row, kept for the layers that share a z cell (two slots per row)
     row0 = tables[8]
     nrow = tables[9]
@@ -1650,7 +1692,7 @@ def structure_dvh_layers(points_xy, poly_offsets, plane_poly_start, planes_z, la
     work = (ramp2, step1, acc, lz_i0, lz_i1, lz_t, lz_s, lz_h, lz_tau, lz_w, cz_i0, cz_i1,
             cz_t, cz_s, cz_h, fv, fs, blk_ok, blk_lf, blk_ll, blk_z0, blk_z1, n_iv, iv_ptr,
             iv_lo, iv_hi, qpos, qend, qin, kx, kt, ts_buf, bc_row0, bc_a, bc_b, bc_n, bc_lo,
-            bc_hi)
+            bc_hi, blk_col, blk_cell)
     _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes_z, layer_a,
                                layer_b, layer_z0, layer_z1, below, above, dose, xs, ys, zs,
                                extent, row_y0, row_dy, bin_lo, bin_width, n_bins, tables,
