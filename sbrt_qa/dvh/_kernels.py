@@ -70,6 +70,8 @@ SAMPLE_ROWS = 2.0
 #: a part shorter than this (in scan rows) that runs from one plane's outline to the other's has
 #: no samples: its surface is taken as linear between the two known heights at its ends
 SHORT_PART_ROWS = 0.5
+#: elements computed before they are histogrammed together (:func:`_tally_run`)
+ELEMENT_BUFFER = 256
 
 
 @inline_kernel
@@ -182,69 +184,25 @@ def _trilinear_cell(dose, i0, i1, tx, sx, j0, j1, ty, sy, k0, k1, tz, sz):
             gz0 + tx * (gz1 - gz0))
 
 
-@inline_kernel
-def _tally(acc, ramp2, step1, lo, hi, bw, ibw, val, half, w):
-    """Histogram volume ``w`` spread over ``val +- half``; its centre dose ``val`` is a point of
-    the structure, so a candidate extreme (``acc``: volume, -, dose x volume, min, max, count)."""
-    if val < acc[3]:
-        acc[3] = val
-    if val > acc[4]:
-        acc[4] = val
-    acc[0] += w
-    acc[2] += w * val
-    acc[5] += 1.0
-    _accumulate(ramp2, step1, lo, hi, bw, ibw, val - half, val + half, w)
-
-
-@inline_kernel
-def _element(acc, ramp2, step1, lo, hi, bw, ibw, dose, i0, i1, tx, sx, j0, j1, ty, sy, k0, k1, tz,
-             sz, w, lx, ly, lz):
-    """Histogram volume ``w`` of extent ``lx x ly x lz`` centred at the given cell fractions."""
-    val, gx, gy, gz = _trilinear_cell(dose, i0, i1, tx, sx, j0, j1, ty, sy, k0, k1, tz, sz)
-    half = 0.5 * np.sqrt((gx * lx) ** 2 + (gy * ly) ** 2 + (gz * lz) ** 2)
-    _tally(acc, ramp2, step1, lo, hi, bw, ibw, val, half, w)
-
-
-@inline_kernel
-def _cell_spread(v0, gy0, gz0, v1, gy1, gz1, ly, lz):
-    """Value and half spread (:func:`_element`) of a whole x cell of extent ``ly x lz`` (y, z), from
-    the dose and derivatives on its two grid lines (:func:`_node_column`): the trilinear value and
-    gradient at the cell's middle."""
-    gy = 0.5 * (gy0 + gy1) * ly
-    gz = 0.5 * (gz0 + gz1) * lz
-    return 0.5 * (v0 + v1), 0.5 * np.sqrt((v1 - v0) ** 2 + gy * gy + gz * gz)
-
-
 @loop_kernel
-def _block_run(dose, xs, i0, i1, j0, j1, ty, sy, k0, k1, tz, sz, row_dy, wz, ly, lz, col, cell,
-               acc, ramp2, step1, lo, hi, bw, ibw):
-    """Histogram the whole x cells between grid lines ``i0`` and ``i1`` of a block row (volume
-    ``(xs[i + 1] - xs[i]) * row_dy * wz`` each), exactly as :func:`_element` one after the other
-    would, in three passes: the grid lines' doses, the cells' values and spreads (neither branches,
-    so the compiler vectorises them), then the histogram and statistics (kept in locals until the
-    end). Twice as fast as one pass, whose scalar arithmetic waited on the histogram's updates.
-    ``col`` (3, n) and ``cell`` (2, n): work space of at least ``i1 - i0 + 1`` columns."""
-    n = i1 - i0
-    for c in range(n + 1):
-        v, gy, gz = _node_column(dose, i0 + c, j0, j1, ty, sy, k0, k1, tz, sz)
-        col[0, c] = v
-        col[1, c] = gy
-        col[2, c] = gz
-    for c in range(n):
-        val, half = _cell_spread(col[0, c], col[1, c], col[2, c], col[0, c + 1], col[1, c + 1],
-                                 col[2, c + 1], ly, lz)
-        cell[0, c] = val
-        cell[1, c] = half
-    # _tally's updates in its order, so that the result is bit for bit that of _element
+def _tally_run(elems, n, acc, ramp2, step1, lo, hi, bw, ibw):
+    """Histogram the elements ``elems[:, :n]`` (rows: centre dose, half spread, volume) in order:
+    each volume spread uniformly over its centre dose +- its half spread. A centre dose is a point
+    of the structure, so a candidate extreme (``acc``: volume, -, dose x volume, min, max, count).
+
+    The elements are computed first and histogrammed here, apart: the histogram's scattered
+    updates interleaved with the elements' arithmetic made both wait. Measured on the cells of a
+    dose grid: 15 -> 11.5 ns per element; 13.4 -> 6.3 ns per cell for a block row's cells, whose
+    arithmetic is then vectorised (:func:`_block_run`)."""
     mn = acc[3]
     mx = acc[4]
     s_w = acc[0]
     s_wv = acc[2]
     s_n = acc[5]
     for c in range(n):
-        val = cell[0, c]
-        half = cell[1, c]
-        w = (xs[i0 + c + 1] - xs[i0 + c]) * row_dy * wz
+        val = elems[0, c]
+        half = elems[1, c]
+        w = elems[2, c]
         if val < mn:
             mn = val
         if val > mx:
@@ -258,6 +216,56 @@ def _block_run(dose, xs, i0, i1, j0, j1, ty, sy, k0, k1, tz, sz, row_dy, wz, ly,
     acc[3] = mn
     acc[4] = mx
     acc[5] = s_n
+
+
+@inline_kernel
+def _element(elems, n, acc, ramp2, step1, lo, hi, bw, ibw, dose, i0, i1, tx, sx, j0, j1, ty, sy,
+             k0, k1, tz, sz, w, lx, ly, lz):
+    """Add an element, volume ``w`` of extent ``lx x ly x lz`` centred at the given cell fractions,
+    to the ``n`` buffered in ``elems``; a full buffer is histogrammed (:func:`_tally_run`). Returns
+    the new number buffered."""
+    val, gx, gy, gz = _trilinear_cell(dose, i0, i1, tx, sx, j0, j1, ty, sy, k0, k1, tz, sz)
+    elems[0, n] = val
+    elems[1, n] = 0.5 * np.sqrt((gx * lx) ** 2 + (gy * ly) ** 2 + (gz * lz) ** 2)
+    elems[2, n] = w
+    n += 1
+    if n == elems.shape[1]:
+        _tally_run(elems, n, acc, ramp2, step1, lo, hi, bw, ibw)
+        n = 0
+    return n
+
+
+@inline_kernel
+def _cell_spread(v0, gy0, gz0, v1, gy1, gz1, ly, lz):
+    """Value and half spread (:func:`_element`) of a whole x cell of extent ``ly x lz`` (y, z), from
+    the dose and derivatives on its two grid lines (:func:`_node_column`): the trilinear value and
+    gradient at the cell's middle."""
+    gy = 0.5 * (gy0 + gy1) * ly
+    gz = 0.5 * (gz0 + gz1) * lz
+    return 0.5 * (v0 + v1), 0.5 * np.sqrt((v1 - v0) ** 2 + gy * gy + gz * gz)
+
+
+@inline_kernel
+def _block_run(dose, xs, i0, i1, j0, j1, ty, sy, k0, k1, tz, sz, row_dy, wz, ly, lz, col, cell,
+               acc, ramp2, step1, lo, hi, bw, ibw):
+    """Histogram the whole x cells between grid lines ``i0`` and ``i1`` of a block row (volume
+    ``(xs[i + 1] - xs[i]) * row_dy * wz`` each), exactly as :func:`_element` one after the other
+    would, in three passes: the grid lines' doses, the cells' values, spreads and volumes (neither
+    branches, so the compiler vectorises them), then :func:`_tally_run`. ``col`` (3, m) and
+    ``cell`` (3, m): work space of at least ``m = i1 - i0 + 1`` columns."""
+    n = i1 - i0
+    for c in range(n + 1):
+        v, gy, gz = _node_column(dose, i0 + c, j0, j1, ty, sy, k0, k1, tz, sz)
+        col[0, c] = v
+        col[1, c] = gy
+        col[2, c] = gz
+    for c in range(n):
+        val, half = _cell_spread(col[0, c], col[1, c], col[2, c], col[0, c + 1], col[1, c + 1],
+                                 col[2, c + 1], ly, lz)
+        cell[0, c] = val
+        cell[1, c] = half
+        cell[2, c] = (xs[i0 + c + 1] - xs[i0 + c]) * row_dy * wz
+    _tally_run(cell, n, acc, ramp2, step1, lo, hi, bw, ibw)
 
 
 @inline_kernel
@@ -1147,7 +1155,8 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
     (ramp2, step1, acc, lz_i0, lz_i1, lz_t, lz_s, lz_h, lz_tau, lz_w, cz_i0, cz_i1, cz_t, cz_s,
      cz_h, fv, fs, blk_ok, blk_lf, blk_ll, blk_z0, blk_z1, n_iv, iv_ptr, iv_lo, iv_hi, qpos,
      qend, qin, kx, kt, ts_buf, bc_row0, bc_a, bc_b, bc_n, bc_lo, bc_hi, blk_col,
-     blk_cell) = work
+     blk_cell, elems) = work
+    n_el = 0
     lo = bin_lo
     hi = bin_lo + n_bins * bin_width
     inv_bw = 1.0 / bin_width
@@ -1217,9 +1226,9 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                 iy0, iy1, ty, sy = _axis(ys, _right(ys, pcy[p]), pcy[p])
                 size = np.sqrt(area)
                 for q in range(ncz):
-                    _element(acc, ramp2, step1, lo, hi, bin_width, inv_bw, dose, ix0, ix1, tx, sx,
-                             iy0, iy1, ty, sy, cz_i0[q], cz_i1[q], cz_t[q], cz_s[q],
-                             area * cz_h[q], size, size, cz_h[q])
+                    n_el = _element(elems, n_el, acc, ramp2, step1, lo, hi, bin_width, inv_bw,
+                                    dose, ix0, ix1, tx, sx, iy0, iy1, ty, sy, cz_i0[q], cz_i1[q],
+                                    cz_t[q], cz_s[q], area * cz_h[q], size, size, cz_h[q])
 
         ylo = min(plane_ylo[a], plane_ylo[b])
         yhi = max(plane_yhi[a], plane_yhi[b])
@@ -1324,6 +1333,9 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                     while i1 + 1 < nx and xs[i1 + 1] <= iv_hi[q, t]:
                         i1 += 1
                     if i1 > i0:
+                        # the elements buffered so far go first: the same order as one by one
+                        _tally_run(elems, n_el, acc, ramp2, step1, lo, hi, bin_width, inv_bw)
+                        n_el = 0
                         _block_run(dose, xs, i0, i1, iy0, iy1, ty, sy, kz0, kz1, tzb, szb, row_dy,
                                    wz, bband, zb1 - zb0, blk_col, blk_cell, acc, ramp2, step1, lo,
                                    hi, bin_width, inv_bw)
@@ -1388,11 +1400,12 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                                         if not has_axis:
                                             ix0, ix1, tx, sx = _axis(xs, m, 0.5 * (x_lo + x_hi))
                                             has_axis = True
-                                        _element(acc, ramp2, step1, lo, hi, bin_width, inv_bw,
-                                                 dose, ix0, ix1, tx, sx, iy0, iy1, ty, sy,
-                                                 lz_i0[q], lz_i1[q], lz_t[q], lz_s[q],
-                                                 lp * row_dy * lz_h[q] * lz_w[q], lp, band,
-                                                 lz_h[q])
+                                        n_el = _element(elems, n_el, acc, ramp2, step1, lo,
+                                                        hi, bin_width, inv_bw, dose, ix0, ix1,
+                                                        tx, sx, iy0, iy1, ty, sy, lz_i0[q],
+                                                        lz_i1[q], lz_t[q], lz_s[q],
+                                                        lp * row_dy * lz_h[q] * lz_w[q], lp,
+                                                        band, lz_h[q])
                                     # the cells up to there hold no element: jump over them
                                     if blocked and m < m_end < nx and xs[m_end] <= pb_:
                                         m = m_end
@@ -1530,10 +1543,12 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                                 if lp > 0.0:
                                     ix0, ix1, tx, sx = _axis(xs, m, 0.5 * (x_lo + x_hi))
                                     for q in range(ncz):
-                                        _element(acc, ramp2, step1, lo, hi, bin_width, inv_bw, dose,
-                                                 ix0, ix1, tx, sx, iy0, iy1, ty, sy,
-                                                 cz_i0[q], cz_i1[q], cz_t[q], cz_s[q],
-                                                 lp * row_dy * wd * cz_h[q], lp, band, cz_h[q])
+                                        n_el = _element(elems, n_el, acc, ramp2, step1, lo,
+                                                        hi, bin_width, inv_bw, dose, ix0, ix1,
+                                                        tx, sx, iy0, iy1, ty, sy, cz_i0[q],
+                                                        cz_i1[q], cz_t[q], cz_s[q],
+                                                        lp * row_dy * wd * cz_h[q], lp, band,
+                                                        cz_h[q])
                                 if x_hi >= xs1:
                                     break
                                 x_lo = x_hi
@@ -1546,6 +1561,7 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                     qb += 1
                 xprev = xn
                 prev_from_a = from_a
+    _tally_run(elems, n_el, acc, ramp2, step1, lo, hi, bin_width, inv_bw)
     # surface-exact extremes, after the elements so that their centres prune most cells: a slab's
     # region at its ends and at the z nodes inside it; a plane's region on the plane; nodes inside
     # both planes at the z nodes between them
@@ -1673,7 +1689,8 @@ def structure_dvh_layers(points_xy, poly_offsets, plane_poly_start, planes_z, la
     kt = np.empty(nkn)
     ts_buf = np.empty(xs.size + ys.size + 8)
     blk_col = np.empty((3, xs.size + 1))
-    blk_cell = np.empty((2, xs.size + 1))
+    blk_cell = np.empty((3, xs.size + 1))
+    elems = np.empty((3, ELEMENT_BUFFER))
     # the blocks of each scan row, kept for the layers that share a z cell (two slots per row)
     row0 = tables[8]
     nrow = tables[9]
@@ -1692,7 +1709,7 @@ def structure_dvh_layers(points_xy, poly_offsets, plane_poly_start, planes_z, la
     work = (ramp2, step1, acc, lz_i0, lz_i1, lz_t, lz_s, lz_h, lz_tau, lz_w, cz_i0, cz_i1,
             cz_t, cz_s, cz_h, fv, fs, blk_ok, blk_lf, blk_ll, blk_z0, blk_z1, n_iv, iv_ptr,
             iv_lo, iv_hi, qpos, qend, qin, kx, kt, ts_buf, bc_row0, bc_a, bc_b, bc_n, bc_lo,
-            bc_hi, blk_col, blk_cell)
+            bc_hi, blk_col, blk_cell, elems)
     _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes_z, layer_a,
                                layer_b, layer_z0, layer_z1, below, above, dose, xs, ys, zs,
                                extent, row_y0, row_dy, bin_lo, bin_width, n_bins, tables,
