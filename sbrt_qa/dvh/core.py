@@ -57,13 +57,13 @@ DEFAULT_MIN_ROWS = 32
 DEFAULT_BIN_WIDTH_GY = 0.005
 #: uncovered volume below this fraction of the structure is numerical noise, not a finding
 UNCOVERED_TOLERANCE = 1e-6
-#: a structure's layers are cut into ranges of at least this many layers (a power of two of
-#: them, at most ``MAX_CHUNKS``), which run on the engine's threads (the kernels release the
-#: GIL). The cut depends on the structure alone, and the ranges are summed in order, so a DVH is
-#: bit for bit the same whatever the number of threads. A power of two shares out evenly on two,
-#: four or eight threads (three ranges on two threads leave one thread idle a third of the time),
-#: and each range builds the tables of its own planes, so fewer, longer ranges repeat less of
-#: that work: on two threads this is 9-18 % faster than ranges of 16 layers
+#: a structure's layers are cut into ranges of at least this many layers, which run on the
+#: engine's threads (the kernels release the GIL); the number of ranges is a power of two, at
+#: most ``MAX_CHUNKS``. The cut depends on the structure alone, and the ranges are summed in
+#: order, so a DVH is bit for bit the same whatever the number of threads. A power of two shares
+#: out evenly on two, four or eight threads (three ranges on two threads leave one thread idle a
+#: third of the time), and each range builds the tables of its own planes, so fewer, longer
+#: ranges repeat less of that work: on two threads, 9-18 % faster than ranges of 16 layers
 LAYERS_PER_CHUNK = 32
 #: a structure of ``2 * MIN_LAYERS_PER_CHUNK`` to ``2 * LAYERS_PER_CHUNK`` layers still gets two
 #: ranges: a small structure's tables are cheap, so two threads nearly halve its time
