@@ -515,3 +515,45 @@ def test_cumulative_curve_equals_the_numpy_expression_and_brick_ranges_hold_the_
         assert bmin[k // b, j // b, i // b] <= dose[k, j, i] <= bmax[k // b, j // b, i // b]
     assert bmin.min() == dose.min() and bmax.max() == dose.max()
     assert bmax[1, 2, 1] == dose[8:, 16:, 8:].max()
+
+
+def test_buffered_elements_histogram_to_the_exact_spread_and_in_any_batches():
+    # _tally_run: each element's volume spread uniformly over centre +- half (a point mass at the
+    # edge above its centre when narrower than half a bin), the statistics of its centres; the
+    # kernel histograms its buffer in batches, which must not change a bit of the result
+    from sbrt_qa.dvh._kernels import _tally_run
+
+    rng = np.random.default_rng(11)
+    lo, bw, n_bins = -0.5, 0.005, 4000
+    hi = lo + n_bins * bw
+    m = 3000
+    val = rng.uniform(1.0, 18.0, m)
+    half = np.where(rng.uniform(size=m) < 0.3, rng.uniform(0, 0.2 * bw, m),
+                    rng.uniform(0.6 * bw, 1.5, m))
+    w = rng.uniform(0.1, 20.0, m)
+    elems = np.ascontiguousarray(np.vstack([val, half, w]))
+
+    def run(batches):
+        ramp2, step1 = np.zeros(n_bins + 3), np.zeros(n_bins + 3)
+        acc = np.array([0.0, 0.0, 0.0, np.inf, -np.inf, 0.0])
+        for a, b in batches:
+            _tally_run(np.ascontiguousarray(elems[:, a:b]), b - a, acc, ramp2, step1, lo, hi, bw,
+                       1.0 / bw)
+        return ramp2, step1, acc
+
+    ramp2, step1, acc = run([(0, m)])
+    edges = lo + bw * np.arange(n_bins + 1)
+    a, b = val - half, val + half
+    point = b - a < 0.5 * bw
+    frac = np.clip((edges[:, None] - a[None, ~point]) / (b - a)[None, ~point], 0.0, 1.0)
+    first = np.floor((val[point] - lo) / bw).astype(int) + 1
+    want = frac @ w[~point] + (np.arange(n_bins + 1)[:, None] >= first[None, :]) @ w[point]
+    below = np.cumsum(np.cumsum(ramp2[: n_bins + 1])) + np.cumsum(step1[: n_bins + 1])
+    assert point.sum() > 500
+    np.testing.assert_allclose(below, want, rtol=0, atol=1e-9 * w.sum())
+    assert acc[0] == pytest.approx(w.sum(), rel=1e-13)
+    assert acc[2] == pytest.approx((w * val).sum(), rel=1e-13)
+    assert (acc[3], acc[4], acc[5]) == (val.min(), val.max(), m)
+    for batches in ([(0, 1000), (1000, 2999), (2999, m)], [(i, i + 256) for i in range(0, m, 256)]):
+        r2, s1, ac = run([(i, min(j, m)) for i, j in batches])
+        assert np.array_equal(r2, ramp2) and np.array_equal(s1, step1) and np.array_equal(ac, acc)
