@@ -133,6 +133,25 @@ def test_uneven_z_nodes():
     ph.assert_close(dvh_of(p, grid), truth, "uneven z, gaussian")
 
 
+def test_target_in_a_steep_fall_off_keeps_its_cold_edge():
+    # An SBRT-like target: a sphere of radius 15 mm whose edge lies in a 4 Gy/mm radial fall-off
+    # (27-70 Gy), at the default scan rows (3 per grid row here). The coldest few % sit on the
+    # outline, where dose is the same all round: an element ending on an oblique edge must not
+    # spread its dose as if it reached past the outline (``_element``: sheared at outline ends).
+    # Measured: D98 0.094 Gy from the truth (0.140 Gy with box elements), D95 0.096 (0.111),
+    # Dmean 0.011 (the same).
+    c = (1.3, -2.1, 0.7)
+    p = ph.sphere(15.0, c, spacing=2.0, phase=0.3)
+    f = ph.ConeField(c, 87.0, 4.0)
+    grid = ph.dose_grid(f, p.bounds_mm, (2.5, 2.5, 2.5), margin_mm=3.0)
+    truth = ph.sampled_truth(p, ph.grid_dose_fn(grid), grid=grid)
+    dvh = dvh_of(p, grid)
+    ph.assert_close(dvh, truth, "steep fall-off")
+    d98 = dvh.dose_at_volume_gy(0.98 * dvh.covered_volume_cc)
+    assert d98 == pytest.approx(truth.dose_at_percent(98), abs=0.12)
+    assert dvh.dmean_gy == pytest.approx(truth.dmean_gy, abs=0.015)
+
+
 def test_smooth_field_against_the_continuous_analytic_dose():
     # The flank of a wide Gaussian (12-41 Gy over the sphere) on a 2.5 mm grid: trilinear
     # interpolation differs from the field by < 0.1 Gy (< 0.2 percentage points of V) there, so

@@ -220,13 +220,27 @@ def _tally_run(elems, n, acc, ramp2, step1, lo, hi, bw, ibw):
 
 @inline_kernel
 def _element(elems, n, acc, ramp2, step1, lo, hi, bw, ibw, dose, i0, i1, tx, sx, j0, j1, ty, sy,
-             k0, k1, tz, sz, w, lx, ly, lz):
+             k0, k1, tz, sz, w, lx, ly, lz, ca, cb):
     """Add an element, volume ``w`` of extent ``lx x ly x lz`` centred at the given cell fractions,
     to the ``n`` buffered in ``elems``; a full buffer is histogrammed (:func:`_tally_run`). Returns
-    the new number buffered."""
+    the new number buffered.
+
+    ``ca`` and ``cb`` are the slopes ``dx/dy`` of the element's two x ends across its row band (0
+    for an end on a grid line or any other cut along y): an end on an outline follows the edge, so
+    the element is the trapezoid ``a + ca t <= x <= b + cb t``, ``|t| <= ly / 2``, not a box. A
+    linear dose over it has the variance of ``gx`` over ``lx^2 + (cb - ca)^2 ly^2 / 4`` and of the
+    derivative along the ends, ``gy + s gx`` (``s = (ca + cb) / 2``), over ``ly^2`` (each / 12).
+    With a box, an element at an oblique outline in a steep fall-off spread its dose as if it
+    reached beyond the outline, colder (or hotter) than any point of the region. The slopes are
+    limited to ``2 lx / ly``, where the edge leaves the element's cell within the band. The centre
+    stays on the row: the trapezoid's centroid is off it by ``(cb - ca) ly^2 / (12 lx)``, which
+    the elements of a row sum exactly only with the slopes unlimited.
+    """
     val, gx, gy, gz = _trilinear_cell(dose, i0, i1, tx, sx, j0, j1, ty, sy, k0, k1, tz, sz)
+    s = 0.5 * (ca + cb)
     elems[0, n] = val
-    elems[1, n] = 0.5 * np.sqrt((gx * lx) ** 2 + (gy * ly) ** 2 + (gz * lz) ** 2)
+    elems[1, n] = 0.5 * np.sqrt((gx * lx) ** 2 + ((gy + s * gx) * ly) ** 2 + (gz * lz) ** 2
+                                + 0.25 * (gx * (cb - ca) * ly) ** 2)
     elems[2, n] = w
     n += 1
     if n == elems.shape[1]:
@@ -1228,7 +1242,8 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                 for q in range(ncz):
                     n_el = _element(elems, n_el, acc, ramp2, step1, lo, hi, bin_width, inv_bw,
                                     dose, ix0, ix1, tx, sx, iy0, iy1, ty, sy, cz_i0[q], cz_i1[q],
-                                    cz_t[q], cz_s[q], area * cz_h[q], size, size, cz_h[q])
+                                    cz_t[q], cz_s[q], area * cz_h[q], size, size, cz_h[q],
+                                    0.0, 0.0)
 
         ylo = min(plane_ylo[a], plane_ylo[b])
         yhi = max(plane_yhi[a], plane_yhi[b])
@@ -1343,13 +1358,25 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
             in_b = slab
             xprev = 0.0
             prev_from_a = True
+            c_prev = 0.0
             while qa < ea or qb < eb:
                 if qb >= eb or (qa < ea and cross[qa] <= cross[qb]):
                     xn = cross[qa]
                     from_a = True
+                    qn = qa
                 else:
                     xn = cross[qb]
                     from_a = False
+                    qn = qb
+                # in a slab every crossing is on the region's outline: the slope dx/dy of its
+                # edge shapes the elements that end there (_element)
+                c_n = 0.0
+                if slab:
+                    v1 = cross_v[qn]
+                    pv = poly_of_v[v1]
+                    v2 = v1 + 1 if v1 + 1 < poly_offsets[pv + 1] else poly_offsets[pv]
+                    c_n = ((points_xy[v2, 0] - points_xy[v1, 0])
+                           / (points_xy[v2, 1] - points_xy[v1, 1]))
                 if (in_a or (in_b and not slab)) and xn > xprev:
                     full = in_a and in_b
                     # the segment in three parts: before, inside and beyond the covered x range
@@ -1400,12 +1427,17 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                                         if not has_axis:
                                             ix0, ix1, tx, sx = _axis(xs, m, 0.5 * (x_lo + x_hi))
                                             has_axis = True
+                                        # ends on the outline (slabs): sheared elements
+                                        lim = 2.0 * lp / band if band > 0.0 else 0.0
+                                        c_lo = c_prev if x_lo == xprev else 0.0
+                                        c_hi = c_n if x_hi == xn else 0.0
                                         n_el = _element(elems, n_el, acc, ramp2, step1, lo,
                                                         hi, bin_width, inv_bw, dose, ix0, ix1,
                                                         tx, sx, iy0, iy1, ty, sy, lz_i0[q],
                                                         lz_i1[q], lz_t[q], lz_s[q],
                                                         lp * row_dy * lz_h[q] * lz_w[q], lp,
-                                                        band, lz_h[q])
+                                                        band, lz_h[q], min(max(c_lo, -lim), lim),
+                                                        min(max(c_hi, -lim), lim))
                                     # the cells up to there hold no element: jump over them
                                     if blocked and m < m_end < nx and xs[m_end] <= pb_:
                                         m = m_end
@@ -1548,7 +1580,7 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                                                         tx, sx, iy0, iy1, ty, sy, cz_i0[q],
                                                         cz_i1[q], cz_t[q], cz_s[q],
                                                         lp * row_dy * wd * cz_h[q], lp, band,
-                                                        cz_h[q])
+                                                        cz_h[q], 0.0, 0.0)
                                 if x_hi >= xs1:
                                     break
                                 x_lo = x_hi
@@ -1560,6 +1592,7 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                     in_b = not in_b
                     qb += 1
                 xprev = xn
+                c_prev = c_n
                 prev_from_a = from_a
     _tally_run(elems, n_el, acc, ramp2, step1, lo, hi, bin_width, inv_bw)
     # surface-exact extremes, after the elements so that their centres prune most cells: a slab's
