@@ -766,6 +766,14 @@ def _segment_d2(x, y, x1, y1, x2, y2):
 
 
 @inline_kernel
+def _crossing_edge(poly_offsets, poly_of_v, cross_v, q):
+    """The two vertices of the edge that made scan-line crossing ``q``."""
+    v = cross_v[q]
+    p = poly_of_v[v]
+    return v, (v + 1 if v + 1 < poly_offsets[p + 1] else poly_offsets[p])
+
+
+@inline_kernel
 def _phi(points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin, dims, cell_off, seg,
          seg_poly, cell, row0, nrow, row_base, row_off, cross, cross_v, k, x, j, row_y0, row_dy):
     """Implicit value of plane ``k``'s region at ``x`` on row ``j``: ``s (s + 2 L)``, negative
@@ -786,14 +794,12 @@ def _phi(points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin, dims
         m = q0 + np.searchsorted(cross[q0:q1], x, side="left")
         inside = jr == j and (m - q0) % 2 == 1
         for q in range(max(m - 1, q0), min(m + 1, q1)):
-            v = cross_v[q]
-            p = poly_of_v[v]
-            w = v + 1 if v + 1 < poly_offsets[p + 1] else poly_offsets[p]
+            v, w = _crossing_edge(poly_offsets, poly_of_v, cross_v, q)
             d2 = _segment_d2(x, y, points_xy[v, 0], points_xy[v, 1], points_xy[w, 0],
                              points_xy[w, 1])
             if d2 < best:
                 best = d2
-                best_p = p
+                best_p = poly_of_v[v]
     d2, p = _nearest_edge(origin, dims, cell_off, seg, seg_poly, cell, k, x, y, best, best_p)
     s = np.sqrt(d2)
     if inside:
@@ -1372,9 +1378,7 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                 # edge shapes the elements that end there (_element)
                 c_n = 0.0
                 if slab:
-                    v1 = cross_v[qn]
-                    pv = poly_of_v[v1]
-                    v2 = v1 + 1 if v1 + 1 < poly_offsets[pv + 1] else poly_offsets[pv]
+                    v1, v2 = _crossing_edge(poly_offsets, poly_of_v, cross_v, qn)
                     c_n = ((points_xy[v2, 0] - points_xy[v1, 0])
                            / (points_xy[v2, 1] - points_xy[v1, 1]))
                 if (in_a or (in_b and not slab)) and xn > xprev:
