@@ -54,7 +54,9 @@ def test_volumes_within_1_percent(graded):
 
 
 def test_linear_field_dmean_exact_for_symmetric_shapes(graded):
-    # spheres and cylinders are symmetric about their centre: Dmean is the centre dose, 16 Gy
+    # spheres, cylinders and cones are symmetric about an axis across the AP gradient: Dmean is
+    # the dose there, 16 Gy. (Cones reach a point: at their tip a scan row's section is ~0 and its
+    # band-area weight huge, where an element's moment must not scale with that weight.)
     for case, g in graded:
-        if case.structure.startswith(("Sphere", "Cylinder")) and case.gradient == "Z(AP)":
+        if case.structure.startswith(("Sphere", "Cylinder", "Cone")) and case.gradient == "Z(AP)":
             assert g["dmean_cgy"][0] == pytest.approx(1600.0, abs=2.0), case.key
