@@ -257,8 +257,8 @@ def _element(elems, n, acc, ramp2, step1, lo, hi, bw, ibw, dose, i0, i1, tx, sx,
     else:
         za_c, zb_c = _end_slopes(za, zb, lz, lx)
         ca_c, cb_c = _end_slopes(ca, cb, lx, ly)
-        ca_r = min(max(ca, -MAX_LEAN), MAX_LEAN)
-        cb_r = min(max(cb, -MAX_LEAN), MAX_LEAN)
+        ca_r = _lean(ca)
+        cb_r = _lean(cb)
         # z ends that slope along x: the mean across the element changes along x by
         # gx + gz (za + zb) / 2. They keep their height along the x ends' slopes: along those
         # the dose changes by gy + s gx
@@ -286,6 +286,12 @@ def _element(elems, n, acc, ramp2, step1, lo, hi, bw, ibw, dose, i0, i1, tx, sx,
 
 
 @inline_kernel
+def _lean(c):
+    """Slope ``c`` limited to ``MAX_LEAN``."""
+    return min(max(c, -MAX_LEAN), MAX_LEAN)
+
+
+@inline_kernel
 def _end_slopes(ca, cb, lx, ly):
     """The end slopes ``dx/dy`` an element of length ``lx`` across a band ``ly`` takes
     (:func:`_element`) for the slopes ``ca`` and ``cb`` of its ends, 0 where it is cut along a
@@ -300,8 +306,8 @@ def _end_slopes(ca, cb, lx, ly):
         return 0.0, min(max(cb, -lim), lim)
     if cb == 0.0:
         return min(max(ca, -lim), lim), 0.0
-    ca = min(max(ca, -MAX_LEAN), MAX_LEAN)
-    cb = min(max(cb, -MAX_LEAN), MAX_LEAN)
+    ca = _lean(ca)
+    cb = _lean(cb)
     d = cb - ca
     if abs(d) > lim:
         m = 0.5 * (ca + cb)
@@ -1613,6 +1619,7 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                         nsub = int(np.ceil(length / row_dy))
                         ls = length / nsub
                         t_e0, kq = _surface_at(kx, kt, n_k, 0, pa_)
+                        c_s1 = c_pa
                         for si in range(nsub):
                             xs0 = pa_ + si * ls
                             xs1 = pb_ if si == nsub - 1 else pa_ + (si + 1) * ls
@@ -1622,6 +1629,10 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                             t_e1, kq = _surface_at(kx, kt, n_k, kq, xs1)
                             s_x = (t_e1 - t_e0) * (z1 - z0) / (xs1 - xs0)
                             t_e0 = t_e1
+                            # the part's columns lean with its two outlines: the slope of the
+                            # cuts between them is linear along the part
+                            c_s0 = c_s1
+                            c_s1 = c_pa + (c_pb - c_pa) * (xs1 - pa_) / length
                             zsurf = z0 + t * (z1 - z0)
                             c0 = z0 if in_a else zsurf
                             c1 = zsurf if in_a else z1
@@ -1647,10 +1658,6 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                                 _update(acc, _bilinear(dose, cz_i0[q], cz_i1[q],
                                                        _frac(zs, cz_i0[q], cz_i1[q], zz),
                                                        iy0, iy1, ix0, ix1, tx, ty))
-                            # the part's columns lean with its two outlines: the slope of
-                            # the cuts between them is linear along the part
-                            c_s0 = c_pa + (c_pb - c_pa) * (xs0 - pa_) / length
-                            c_s1 = c_pa + (c_pb - c_pa) * (xs1 - pa_) / length
                             x_lo = xs0
                             m = _right(xs, xs0)
                             while True:
