@@ -322,6 +322,65 @@ def test_polygon_order_does_not_matter():
     assert np.allclose(b.cumulative_cc, a.cumulative_cc, rtol=0, atol=1e-9)
 
 
+def _wall_bits(polys):
+    """The wall bits (``_walls``) of each polygon's edges, for polygons ``(z, (n, 2) xy)``."""
+    from sbrt_qa.dvh import _kernels as K
+    from sbrt_qa.dvh import core
+
+    s = Structure.from_polygons("walls", polys)
+    points, offsets, plane_start, planes = core._sorted_geometry(s)
+    lo, hi, _ = core.slabs(planes)
+    la, lb = core.layers(planes, lo, hi)[:2]
+    tables = K.structure_tables(points, offsets, plane_start, la, lb, np.arange(-20.0, 40.0),
+                                -20.0, 0.5)
+    wall = tables[-2]
+    return [wall[offsets[i]:offsets[i + 1]].tolist() for i in range(offsets.size - 1)], points
+
+
+def test_walls_are_edges_on_one_line_on_adjacent_planes_with_the_region_on_the_same_side():
+    """A rectangle whose top moves between planes keeps its sides and bottom on the same lines:
+    those edges are walls (bit 1 with the plane above, 2 with the plane below; 4 / 8 when the
+    wall goes on through the next layer), whatever the polygons' orientation, one side drawn in
+    two pieces.
+    The top edges are parallel, not on one line; a neighbour's edge on the same line with the
+    region on the other side is no wall, nor is a copy of an outline that is a hole on the next
+    plane, an edge whose corner only touches the next plane's edge, or a circle's edge."""
+    from sbrt_qa.dvh import _kernels as K
+
+    def rect(x0, y0, x1, y1):
+        return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=float)
+
+    # plane 0: x 0..10, y 0..4 (counter-clockwise); plane 1: y 0..6, drawn clockwise with an
+    # extra vertex on its bottom; plane 2: y 0..7
+    p1 = np.array([[0, 0], [0, 6], [10, 6], [10, 0], [5, 0]], dtype=float)
+    bits, pts = _wall_bits([(0.0, rect(0, 0, 10, 4)), (2.0, p1), (4.0, rect(0, 0, 10, 7))])
+    up, down = K.WALL_UP | K.WALL_UP_ON, K.WALL_DOWN
+    # plane 0's edges: bottom, right, top, left
+    assert bits[0] == [up, up, 0, up]
+    # plane 1's (clockwise): left, top, right, bottom (two pieces): walls both ways, which go
+    # on neither below plane 0 nor above plane 2
+    both = K.WALL_UP | K.WALL_DOWN
+    assert bits[1] == [both, 0, both, both, both]
+    assert bits[2] == [down | K.WALL_DOWN_ON, down | K.WALL_DOWN_ON, 0, down | K.WALL_DOWN_ON]
+
+    # the same line x = 10 with the region on the other side: not a wall; 1e-3 mm off: not one
+    bits, _ = _wall_bits([(0.0, rect(0, 0, 10, 4)), (2.0, rect(10, 0, 20, 6)),
+                          (4.0, rect(10.002, 0, 20, 6))])
+    assert bits[0][1] == 0 and bits[1][3] == 0 and bits[2][3] == 0
+    # a square that is a hole on the plane above (inside a larger one there)
+    bits, _ = _wall_bits([(0.0, rect(0, 0, 4, 4)), (2.0, rect(0, 0, 4, 4)),
+                          (2.0, rect(-5, -5, 9, 9))])
+    assert not any(any(b) for b in bits[:2])
+    # a 10 mm edge meeting the next plane's edge on the same line over 0.01 mm
+    bits, _ = _wall_bits([(0.0, rect(0, 0, 10, 4)), (2.0, rect(9.99, 0, 20, 6))])
+    assert bits[0][0] == 0 and bits[1][0] == 0
+
+    t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+    circle = np.column_stack([np.cos(t), np.sin(t)])
+    bits, _ = _wall_bits([(0.0, 10 * circle), (2.0, 9.9 * circle)])
+    assert not any(any(b) for b in bits)
+
+
 # --------------------------------------------------------------------------- kernels vs naive
 
 def test_trilinear_points_matches_the_explicit_formula():

@@ -36,7 +36,12 @@ Method (see ``sbrt_qa/dvh/core.py`` for the conventions):
   grid of cells per plane). Along such a part of a row the surface is solved at samples
   ``SAMPLE_ROWS`` rows apart, and is known where the part ends on an outline (no height on the
   inside plane's own outline, full height on the other's); a monotone cubic through these gives
-  the column height for every piece of at most one row.
+  the column height for every piece of at most one row. An edge that lies on the line of an edge
+  of the other plane, with the region on the same side, is a *wall* (``_walls``): the two bound a
+  face parallel to z, such as the flat end of a cylinder lying in the axial plane. The distances
+  leave walls out (the rest of the outline says where the surface lies), and a part that ends
+  on a wall is sampled there instead of dropping to no height: rounded off, the end of a 0.4 cc
+  lying cylinder lost 1.1 % of its volume.
 * Each piece of region is split at the grid's x and z nodes. A piece x row band x z-range is one
   *element*, except in *blocks*: where several layers share a z cell of the grid, a whole x cell
   of a row that lies inside every plane of those layers is one element over the cell's z range
@@ -78,6 +83,14 @@ SHORT_PART_ROWS = 0.5
 #: largest slope dx/dy with which an element between two outlines leans as a whole
 #: (:func:`_end_slopes`): an outline flatter than this crosses the band too far from the row
 MAX_LEAN = 3.0
+#: bits of :func:`_walls`: the edge is a wall with the plane above / below in its layer; and
+#: that wall goes on, the edge it pairs with being a wall with the next plane up / down as well
+WALL_UP = 1
+WALL_DOWN = 2
+WALL_UP_ON = 4
+WALL_DOWN_ON = 8
+#: distance within which two edges on adjacent planes lie on one line (a wall), mm
+WALL_TOL = 1e-3
 #: elements computed before they are histogrammed together (:func:`_tally_run`)
 ELEMENT_BUFFER = 256
 
@@ -414,6 +427,15 @@ def _bilinear(dose, k0, k1, tz, j0, j1, i0, i1, tx, ty):
     return c0 + ty * (c1 - c0)
 
 
+@inline_kernel
+def _edge_vector(points_xy, v, a, b):
+    """Start ``(x1, y1)`` and vector ``(dx, dy)`` of the edge from vertex ``v`` of polygon ``a:b``."""
+    w = v + 1 if v + 1 < b else a
+    x1 = points_xy[v, 0]
+    y1 = points_xy[v, 1]
+    return x1, y1, points_xy[w, 0] - x1, points_xy[w, 1] - y1
+
+
 @loop_kernel
 def _edge_extremes(points_xy, poly_offsets, p_first, p_end, z, dose, xs, ys, zs, extent, ts, acc):
     """Exact dose extremes along the edges of polygons ``p_first:p_end`` at height ``z`` (into
@@ -428,11 +450,7 @@ def _edge_extremes(points_xy, poly_offsets, p_first, p_end, z, dose, xs, ys, zs,
         a = poly_offsets[p]
         b = poly_offsets[p + 1]
         for v in range(a, b):
-            w = v + 1 if v + 1 < b else a
-            x1 = points_xy[v, 0]
-            y1 = points_xy[v, 1]
-            dx = points_xy[w, 0] - x1
-            dy = points_xy[w, 1] - y1
+            x1, y1, dx, dy = _edge_vector(points_xy, v, a, b)
             # the grid nodes around the whole edge: when none can beat the extremes found so
             # far, no piece of the edge can either
             i_lo = max(_right(xs, min(x1, x1 + dx)) - 1, 0)
@@ -510,6 +528,12 @@ def _edge_extremes(points_xy, poly_offsets, p_first, p_end, z, dose, xs, ys, zs,
 @inline_kernel
 def _has_twin(points_xy, poly_offsets, p, q_first, q_end):
     """Whether one of the polygons ``q_first:q_end`` has exactly polygon ``p``'s vertices."""
+    return _twin(points_xy, poly_offsets, p, q_first, q_end) >= 0
+
+
+@inline_kernel
+def _twin(points_xy, poly_offsets, p, q_first, q_end):
+    """The first of the polygons ``q_first:q_end`` with exactly polygon ``p``'s vertices, or -1."""
     a = poly_offsets[p]
     n = poly_offsets[p + 1] - a
     for q in range(q_first, q_end):
@@ -523,8 +547,8 @@ def _has_twin(points_xy, poly_offsets, p, q_first, q_end):
                 same = False
                 break
         if same:
-            return True
-    return False
+            return q
+    return -1
 
 
 @loop_kernel
@@ -700,9 +724,9 @@ def _edge_grid(points_xy, poly_offsets, plane_poly_start, parea, cell):
 
     Plane ``k``'s grid starts at ``origin[k]`` and has ``dims[k] = (ncx, ncy, base)``; cell
     ``(i, j)`` holds entries ``cell_off[r]:cell_off[r + 1]``, ``r = base + j * ncx + i``: end points
-    ``seg[e] = (x1, y1, x2, y2)`` and polygon ``seg_poly[e]``. A polygon of zero area bounds nothing
-    and is left out, unless the plane has nothing else (a contour drawn down to a line or a point
-    at the tip of a shape is what the shape shrinks to).
+    ``seg[e] = (x1, y1, x2, y2)``, polygon ``seg_poly[e]`` and first vertex ``seg_v[e]``. A polygon
+    of zero area bounds nothing and is left out, unless the plane has nothing else (a contour
+    drawn down to a line or a point at the tip of a shape is what the shape shrinks to).
     """
     n_planes = plane_poly_start.size - 1
     use = np.ones(poly_offsets.size - 1, dtype=np.bool_)
@@ -751,6 +775,7 @@ def _edge_grid(points_xy, poly_offsets, plane_poly_start, parea, cell):
     cell_off = np.cumsum(counts)
     seg = np.empty((cell_off[-1], 4))
     seg_poly = np.empty(cell_off[-1], dtype=np.int64)
+    seg_v = np.empty(cell_off[-1], dtype=np.int64)
     fill = cell_off[:-1].copy()
     for k in range(n_planes):
         for p in range(plane_poly_start[k], plane_poly_start[k + 1]):
@@ -771,13 +796,139 @@ def _edge_grid(points_xy, poly_offsets, plane_poly_start, parea, cell):
                         seg[e, 2] = points_xy[w, 0]
                         seg[e, 3] = points_xy[w, 1]
                         seg_poly[e] = p
+                        seg_v[e] = v
                         fill[r] += 1
-    return origin, dims, cell_off, seg, seg_poly
+    return origin, dims, cell_off, seg, seg_poly, seg_v
 
 
 @inline_kernel
-def _nearest_edge(origin, dims, cell_off, seg, seg_poly, cell, k, x, y, best, best_p):
-    """Squared distance from ``(x, y)`` to plane ``k``'s nearest edge, and that edge's polygon.
+def _region_side(points_xy, poly_offsets, poly_sign, p):
+    """+1 when polygon ``p``'s region (inside an outer polygon, outside a hole) lies to the left
+    of its edges, -1 to the right, 0 for a polygon of no area."""
+    a = poly_offsets[p]
+    b = poly_offsets[p + 1]
+    area2 = 0.0
+    for v in range(a, b):
+        w = v + 1 if v + 1 < b else a
+        area2 += points_xy[v, 0] * points_xy[w, 1] - points_xy[w, 0] * points_xy[v, 1]
+    if area2 == 0.0:
+        return 0.0
+    return poly_sign[p] * (1.0 if area2 > 0.0 else -1.0)
+
+
+@kernel
+def _walls(points_xy, poly_offsets, plane_poly_start, poly_sign, layer_a, layer_b, origin, dims,
+           cell_off, seg, seg_v, poly_of_v, cell):
+    """Edges that are walls between the two planes of an interpolated layer: per vertex (the
+    edge from it to the next), bit ``WALL_UP`` when the edge lies on the line of an edge of the
+    plane above in the layer, overlapping it, with the region on the same side (within
+    ``WALL_TOL``), and bit ``WALL_DOWN`` when it does so with one of the plane below.
+
+    Such a pair bounds a face parallel to z (a flat end of a cylinder lying in the axial plane, a
+    box's side): between the planes the region keeps to that line, however the rest of its
+    outline moves.
+    """
+    wall = np.zeros(points_xy.shape[0], dtype=np.int8)
+    # every pair found (the edges' first vertices, lower plane first), grown as needed
+    pairs = np.empty((64, 2), dtype=np.int64)
+    n_pairs = 0
+    npoly = poly_offsets.size - 1
+    p_first = plane_poly_start[0]
+    p_end = plane_poly_start[plane_poly_start.size - 1]
+    side = np.zeros(npoly)
+    for p in range(p_first, p_end):
+        side[p] = _region_side(points_xy, poly_offsets, poly_sign, p)
+    tol = WALL_TOL
+    for li in range(layer_a.size):
+        ka = layer_a[li]
+        kb = layer_b[li]
+        if ka == kb or dims[kb, 0] == 0:
+            continue
+        ox = origin[kb, 0]
+        oy = origin[kb, 1]
+        ncx = dims[kb, 0]
+        ncy = dims[kb, 1]
+        base = dims[kb, 2]
+        for p in range(plane_poly_start[ka], plane_poly_start[ka + 1]):
+            if side[p] == 0.0:
+                continue
+            a = poly_offsets[p]
+            b = poly_offsets[p + 1]
+            # a polygon repeated as it is (an extruded outline), bounding the region on the
+            # same side: every edge, with its copy
+            tw = _twin(points_xy, poly_offsets, p, plane_poly_start[kb], plane_poly_start[kb + 1])
+            if tw >= 0 and side[tw] == side[p]:
+                if n_pairs + (b - a) > pairs.shape[0]:
+                    pairs = _grown(pairs, n_pairs + (b - a))
+                for v in range(a, b):
+                    pairs[n_pairs, 0] = v
+                    pairs[n_pairs, 1] = poly_offsets[tw] + v - a
+                    n_pairs += 1
+                continue
+            for v in range(a, b):
+                x1, y1, dx, dy = _edge_vector(points_xy, v, a, b)
+                ln = np.sqrt(dx * dx + dy * dy)
+                if ln <= tol:
+                    continue
+                ux = dx / ln
+                uy = dy / ln
+                i0 = min(max(int(np.floor((min(x1, x1 + dx) - tol - ox) / cell)), 0), ncx - 1)
+                i1 = min(max(int(np.floor((max(x1, x1 + dx) + tol - ox) / cell)), 0), ncx - 1)
+                j0 = min(max(int(np.floor((min(y1, y1 + dy) - tol - oy) / cell)), 0), ncy - 1)
+                j1 = min(max(int(np.floor((max(y1, y1 + dy) + tol - oy) / cell)), 0), ncy - 1)
+                for jj in range(j0, j1 + 1):
+                    for ii in range(i0, i1 + 1):
+                        r = base + jj * ncx + ii
+                        for q in range(cell_off[r], cell_off[r + 1]):
+                            # the other edge's ends lie on this edge's line
+                            d1 = (seg[q, 0] - x1) * uy - (seg[q, 1] - y1) * ux
+                            d2 = (seg[q, 2] - x1) * uy - (seg[q, 3] - y1) * ux
+                            if abs(d1) > tol or abs(d2) > tol:
+                                continue
+                            t1 = (seg[q, 0] - x1) * ux + (seg[q, 1] - y1) * uy
+                            t2 = (seg[q, 2] - x1) * ux + (seg[q, 3] - y1) * uy
+                            # overlapping along it, by half the shorter of the two at least (a
+                            # corner touching the next edge's line is no wall)
+                            overlap = min(ln, max(t1, t2)) - max(0.0, min(t1, t2))
+                            if overlap <= tol or overlap < 0.5 * min(ln, abs(t2 - t1)):
+                                continue
+                            # with the region on the same side
+                            u = seg_v[q]
+                            if (t2 - t1) * side[p] * side[poly_of_v[u]] <= 0.0:
+                                continue
+                            if n_pairs == pairs.shape[0]:
+                                pairs = _grown(pairs, n_pairs + 1)
+                            pairs[n_pairs, 0] = v
+                            pairs[n_pairs, 1] = u
+                            n_pairs += 1
+    for i in range(n_pairs):
+        wall[pairs[i, 0]] |= WALL_UP
+        wall[pairs[i, 1]] |= WALL_DOWN
+    # a wall that goes on through the next layer (with any of the edges it pairs with): the outer
+    # planes of the cubic leave it out too
+    for i in range(n_pairs):
+        v = pairs[i, 0]
+        u = pairs[i, 1]
+        if (wall[u] & WALL_UP) != 0:
+            wall[v] |= WALL_UP_ON
+        if (wall[v] & WALL_DOWN) != 0:
+            wall[u] |= WALL_DOWN_ON
+    return wall
+
+
+@kernel
+def _grown(pairs, n):
+    """``pairs`` copied into an array of at least ``n`` rows (twice as many as before)."""
+    out = np.empty((max(n, 2 * pairs.shape[0]), 2), dtype=np.int64)
+    out[:pairs.shape[0]] = pairs
+    return out
+
+
+@inline_kernel
+def _nearest_edge(origin, dims, cell_off, seg, seg_poly, seg_wall, mask, cell, k, x, y, best,
+                  best_p):
+    """Squared distance from ``(x, y)`` to plane ``k``'s nearest edge, and that edge's polygon;
+    edges with a wall bit of ``mask`` (:func:`_walls`) left out.
 
     ``best``/``best_p``: a known squared distance to the boundary and its polygon (or inf, -1).
     Cells are visited in rings of growing Chebyshev distance until no unvisited cell can be nearer.
@@ -806,6 +957,8 @@ def _nearest_edge(origin, dims, cell_off, seg, seg_poly, cell, k, x, y, best, be
                     if gx * gx + gy * gy < best:
                         rr = base + jj * ncx + ii
                         for q in range(cell_off[rr], cell_off[rr + 1]):
+                            if mask != 0 and (seg_wall[q] & mask) != 0:
+                                continue
                             d2 = _segment_d2(x, y, seg[q, 0], seg[q, 1], seg[q, 2], seg[q, 3])
                             if d2 < best:
                                 best = d2
@@ -842,14 +995,22 @@ def _crossing_edge(poly_offsets, poly_of_v, cross_v, q):
 
 @inline_kernel
 def _phi(points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin, dims, cell_off, seg,
-         seg_poly, cell, row0, nrow, row_base, row_off, cross, cross_v, k, x, j, row_y0, row_dy):
+         seg_poly, seg_wall, wall, mask, cell, row0, nrow, row_base, row_off, cross, cross_v, k, x,
+         j, row_y0, row_dy):
     """Implicit value of plane ``k``'s region at ``x`` on row ``j``: ``s (s + 2 L)``, negative
     inside (the hole's formula flips the roles of inside and outside), and the sign of the
-    nearest polygon (+1 outer, -1 hole)."""
+    nearest polygon (+1 outer, -1 hole).
+
+    ``s`` is the distance to the nearest edge that has no wall bit of ``mask``: a wall shared with
+    the other plane of the layer bounds the region between the planes as it is, so the rest of
+    the outline alone says where the surface lies (a plane of walls only: every edge). The sign
+    returned is that of the nearest polygon, walls included."""
     y = row_y0 + (j + 0.5) * row_dy
     inside = False
     best = np.inf
     best_p = -1
+    best0 = np.inf
+    best0_p = -1
     if nrow[k] > 0:
         # the row's (sorted) crossings: the inside test, and the edges of the two crossings
         # around x a first bound on the distance. A row beyond the plane's rows is outside it;
@@ -864,10 +1025,17 @@ def _phi(points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin, dims
             v, w = _crossing_edge(poly_offsets, poly_of_v, cross_v, q)
             d2 = _segment_d2(x, y, points_xy[v, 0], points_xy[v, 1], points_xy[w, 0],
                              points_xy[w, 1])
-            if d2 < best:
+            if d2 < best0:
+                best0 = d2
+                best0_p = poly_of_v[v]
+            if d2 < best and (wall[v] & mask) == 0:
                 best = d2
                 best_p = poly_of_v[v]
-    d2, p = _nearest_edge(origin, dims, cell_off, seg, seg_poly, cell, k, x, y, best, best_p)
+    d2, p = _nearest_edge(origin, dims, cell_off, seg, seg_poly, seg_wall, mask, cell, k, x, y,
+                          best, best_p)
+    if p < 0:
+        d2, p = _nearest_edge(origin, dims, cell_off, seg, seg_poly, seg_wall, 0, cell, k, x, y,
+                              best0, best0_p)
     s = np.sqrt(d2)
     if inside:
         s = -s
@@ -876,7 +1044,14 @@ def _phi(points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin, dims
     u = sg * s
     if u < -lt:
         u = -lt
-    return sg * u * (u + 2.0 * lt), sg
+    # the sign returned says whether the nearest polygon is a hole (a hole that ends between the
+    # planes): that of the nearest edge of all, walls included
+    sg_near = sg
+    if mask != 0 and sg < 0.0:
+        _d2, p_all = _nearest_edge(origin, dims, cell_off, seg, seg_poly, seg_wall, 0, cell, k, x,
+                                   y, best0, best0_p)
+        sg_near = poly_sign[p_all]
+    return sg * u * (u + 2.0 * lt), sg_near
 
 
 @inline_kernel
@@ -1016,15 +1191,13 @@ def _row_weights(points_xy, poly_offsets, plane_poly_start, poly_sign, thin, row
                 continue
             a = poly_offsets[p]
             b = poly_offsets[p + 1]
-            area2 = 0.0
             for v in range(a, b):
                 w = v + 1 if v + 1 < b else a
-                area2 += points_xy[v, 0] * points_xy[w, 1] - points_xy[w, 0] * points_xy[v, 1]
                 perimeter += np.sqrt((points_xy[w, 0] - points_xy[v, 0]) ** 2
                                      + (points_xy[w, 1] - points_xy[v, 1]) ** 2)
-            if area2 == 0.0:
+            f = _region_side(points_xy, poly_offsets, poly_sign, p)
+            if f == 0.0:
                 continue
-            f = poly_sign[p] * (1.0 if area2 > 0.0 else -1.0)
             for v in range(a, b):
                 w = v + 1 if v + 1 < b else a
                 x1 = points_xy[v, 0]
@@ -1221,22 +1394,33 @@ def structure_tables(points_xy, poly_offsets, plane_poly_start, layer_a, layer_b
     cell = _search_cell(row_dy)
     wrow = _row_weights(points_xy, poly_offsets, plane_poly_start, poly_sign, thin, row0, nrow,
                         row_base, row_off, cross, row_y0, row_dy)
+    # the wall bits of each plane's edges together (none: a plane's searches skip the test)
+    plane_wall = np.zeros(n_planes, dtype=np.int8)
     interpolated = False
     for li in range(layer_a.size):
         if layer_a[li] != layer_b[li]:
             interpolated = True
     if interpolated:
-        origin, dims, cell_off, seg, seg_poly = _edge_grid(
+        origin, dims, cell_off, seg, seg_poly, seg_v = _edge_grid(
             points_xy, poly_offsets, plane_poly_start, parea, cell)
+        wall = _walls(points_xy, poly_offsets, plane_poly_start, poly_sign, layer_a, layer_b,
+                      origin, dims, cell_off, seg, seg_v, poly_of_v, cell)
+        seg_wall = wall[seg_v]
+        for k in range(n_planes):
+            for v in range(poly_offsets[plane_poly_start[k]],
+                           poly_offsets[plane_poly_start[k + 1]]):
+                plane_wall[k] |= wall[v]
     else:
         origin = np.zeros((1, 2))
         dims = np.zeros((1, 3), dtype=np.int64)
         cell_off = np.zeros(2, dtype=np.int64)
         seg = np.zeros((1, 4))
         seg_poly = np.zeros(1, dtype=np.int64)
+        wall = np.zeros(points_xy.shape[0], dtype=np.int8)
+        seg_wall = np.zeros(1, dtype=np.int8)
     return (poly_of_v, half_thick, poly_sign, parea, pcx, pcy, pylo, pyhi, row0, nrow, row_base,
             row_off, cross, cross_v, nl0, nnl, nl_base, nl_off, ncross, plane_ylo, plane_yhi,
-            thin, wrow, origin, dims, cell_off, seg, seg_poly)
+            thin, wrow, origin, dims, cell_off, seg, seg_poly, seg_wall, wall, plane_wall)
 
 
 @inline_kernel
@@ -1275,7 +1459,7 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
     n_planes = planes_z.size
     (poly_of_v, half_thick, poly_sign, parea, pcx, pcy, pylo, pyhi, row0, nrow, row_base,
      row_off, cross, cross_v, nl0, nnl, nl_base, nl_off, ncross, plane_ylo, plane_yhi,
-     thin, wrow, origin, dims, cell_off, seg, seg_poly) = tables
+     thin, wrow, origin, dims, cell_off, seg, seg_poly, seg_wall, wall, plane_wall) = tables
     cell = _search_cell(row_dy)
     for li in range(l_first, l_end):
         a = layer_a[li]
@@ -1451,6 +1635,7 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
             xprev = 0.0
             prev_from_a = True
             c_prev = 0.0
+            wall_prev = 0
             while qa < ea or qb < eb:
                 if qb >= eb or (qa < ea and cross[qa] <= cross[qb]):
                     xn = cross[qa]
@@ -1465,6 +1650,7 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                 v1, v2 = _crossing_edge(poly_offsets, poly_of_v, cross_v, qn)
                 c_n = ((points_xy[v2, 0] - points_xy[v1, 0])
                        / (points_xy[v2, 1] - points_xy[v1, 1]))
+                wall_n = wall[v1]
                 if (in_a or (in_b and not slab)) and xn > xprev:
                     full = in_a and in_b
                     # the segment in three parts: before, inside and beyond the covered x range
@@ -1544,28 +1730,48 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                         t_full = 1.0 - t_none
                         length = pb_ - pa_
                         n_c = int(np.ceil(length / (SAMPLE_ROWS * row_dy)))
+                        # an end on the inside plane's own outline where that edge is a wall
+                        # (_walls) has no known height: it is sampled
+                        own = WALL_UP if in_a else WALL_DOWN
+                        wall_lo = (pa_ == xprev and prev_from_a == in_a
+                                   and (wall_prev & own) != 0)
+                        wall_hi = pb_ == xn and from_a == in_a and (wall_n & own) != 0
                         n_k = 0
-                        if pa_ == xprev:
+                        if pa_ == xprev and not wall_lo:
                             kx[0] = pa_
                             kt[0] = t_none if prev_from_a == in_a else t_full
                             n_k = 1
                         # a short part from one outline to the other: a steep wall, linear
-                        if (n_k == 1 and pb_ == xn and length < SHORT_PART_ROWS * row_dy
+                        if (n_k == 1 and pb_ == xn and not wall_hi
+                                and length < SHORT_PART_ROWS * row_dy
                                 and kt[0] != (t_none if from_a == in_a else t_full)):
                             n_c = 0
-                        for ci in range(n_c):
-                            xc = pa_ + (ci + 0.5) * length / n_c
+                        # a wall end is a sample too (its height is that of the surface the
+                        # rest of the outline makes there)
+                        n_lo = 1 if wall_lo else 0
+                        for ci in range(-n_lo, n_c + (1 if wall_hi else 0)):
+                            # (just inside the part, so that the scan line's side holds)
+                            if ci < 0:
+                                xc = pa_ + 1e-6 * length
+                            elif ci == n_c:
+                                xc = pb_ - 1e-6 * length
+                            else:
+                                xc = pa_ + (ci + 0.5) * length / n_c
                             for w_ in range(4):
                                 k = a if w_ == 0 else (b if w_ == 1 else (nlo if w_ == 2 else nhi))
                                 if k < 0:
                                     fv[w_] = 0.0
                                     fs[w_] = 1.0
                                     continue
+                                # plane a leaves out its walls with b, b those with a
+                                mask = plane_wall[k] & (WALL_UP if w_ == 0 else (
+                                    WALL_DOWN if w_ == 1 else (
+                                        WALL_UP_ON if w_ == 2 else WALL_DOWN_ON)))
                                 fv[w_], fs[w_] = _phi(points_xy, poly_offsets, poly_of_v,
                                                       half_thick, poly_sign, origin, dims,
-                                                      cell_off, seg, seg_poly, cell, row0, nrow,
-                                                      row_base, row_off, cross, cross_v, k, xc,
-                                                      j, row_y0, row_dy)
+                                                      cell_off, seg, seg_poly, seg_wall, wall,
+                                                      mask, cell, row0, nrow, row_base, row_off,
+                                                      cross, cross_v, k, xc, j, row_y0, row_dy)
                             # the scan line decides the side; a distance of ~0 cannot flip it
                             if in_a:
                                 fv[0] = min(fv[0], 0.0)
@@ -1594,8 +1800,9 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                                 if trend and k2 >= 0:
                                     p2, s2 = _phi(points_xy, poly_offsets, poly_of_v, half_thick,
                                                   poly_sign, origin, dims, cell_off, seg,
-                                                  seg_poly, cell, row0, nrow, row_base, row_off,
-                                                  cross, cross_v, k2, xc, j, row_y0, row_dy)
+                                                  seg_poly, seg_wall, wall, 0, cell, row0, nrow,
+                                                  row_base, row_off, cross, cross_v, k2, xc, j,
+                                                  row_y0, row_dy)
                                     if s2 < 0.0 and p2 > 0.0:
                                         d2 = abs(planes_z[k2]
                                                  - planes_z[k2 - 1 if in_a else k2 + 1])
@@ -1610,7 +1817,7 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                                 kt[n_k] = _surface_t(fv[2], fv[0], fv[1], fv[3], nlo >= 0,
                                                      nhi >= 0, h0, h1, h2)
                             n_k += 1
-                        if pb_ == xn:
+                        if pb_ == xn and not wall_hi:
                             kx[n_k] = pb_
                             kt[n_k] = t_none if from_a == in_a else t_full
                             n_k += 1
@@ -1694,6 +1901,7 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                     qb += 1
                 xprev = xn
                 c_prev = c_n
+                wall_prev = wall_n
                 prev_from_a = from_a
     _tally_run(elems, n_el, acc, ramp2, step1, lo, hi, bin_width, inv_bw)
     acc[2] += moment
