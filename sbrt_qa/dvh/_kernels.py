@@ -89,6 +89,9 @@ WALL_UP = 1
 WALL_DOWN = 2
 WALL_UP_ON = 4
 WALL_DOWN_ON = 8
+#: the walls the surface's distances leave out on planes a, b, and the outer planes below a and
+#: above b (:func:`_phi`)
+ROLE_WALLS = (WALL_UP, WALL_DOWN, WALL_UP_ON, WALL_DOWN_ON)
 #: distance within which two edges on adjacent planes lie on one line (a wall), mm
 WALL_TOL = 1e-3
 #: elements computed before they are histogrammed together (:func:`_tally_run`)
@@ -429,7 +432,8 @@ def _bilinear(dose, k0, k1, tz, j0, j1, i0, i1, tx, ty):
 
 @inline_kernel
 def _edge_vector(points_xy, v, a, b):
-    """Start ``(x1, y1)`` and vector ``(dx, dy)`` of the edge from vertex ``v`` of polygon ``a:b``."""
+    """Start ``(x1, y1)`` and vector ``(dx, dy)`` of the edge from vertex ``v`` of polygon
+    ``a:b``."""
     w = v + 1 if v + 1 < b else a
     x1 = points_xy[v, 0]
     y1 = points_xy[v, 1]
@@ -526,12 +530,6 @@ def _edge_extremes(points_xy, poly_offsets, p_first, p_end, z, dose, xs, ys, zs,
 
 
 @inline_kernel
-def _has_twin(points_xy, poly_offsets, p, q_first, q_end):
-    """Whether one of the polygons ``q_first:q_end`` has exactly polygon ``p``'s vertices."""
-    return _twin(points_xy, poly_offsets, p, q_first, q_end) >= 0
-
-
-@inline_kernel
 def _twin(points_xy, poly_offsets, p, q_first, q_end):
     """The first of the polygons ``q_first:q_end`` with exactly polygon ``p``'s vertices, or -1."""
     a = poly_offsets[p]
@@ -601,7 +599,8 @@ def _node_extremes(line0, nline, base, off, cross, ka, kb, z, dose, xs, zs, acc)
 
 @kernel
 def _polygon_table(points_xy, poly_offsets, plane_poly_start):
-    """Per polygon: half thickness ``L``, sign (+1 outer, -1 hole), area, centroid, y range.
+    """Per polygon: half thickness ``L``, sign (+1 outer, -1 hole), area, centroid, y range, and
+    the side of its edges its region lies on (+1 left, -1 right, 0 for a polygon of no area).
 
     A polygon is a hole when its first vertex lies inside an odd number of the plane's other
     polygons (the even-odd rule of the scan lines).
@@ -609,6 +608,7 @@ def _polygon_table(points_xy, poly_offsets, plane_poly_start):
     npoly = poly_offsets.size - 1
     half_thick = np.zeros(npoly)
     sign = np.ones(npoly)
+    side = np.zeros(npoly)
     area = np.zeros(npoly)
     cx = np.zeros(npoly)
     cy = np.zeros(npoly)
@@ -643,6 +643,7 @@ def _polygon_table(points_xy, poly_offsets, plane_poly_start):
         ar = 0.5 * abs(area2)
         area[p] = ar
         if area2 != 0.0:
+            side[p] = 1.0 if area2 > 0.0 else -1.0
             cx[p] = sx / (3.0 * area2)
             cy[p] = sy / (3.0 * area2)
         else:
@@ -679,7 +680,9 @@ def _polygon_table(points_xy, poly_offsets, plane_poly_start):
                             inside = not inside
             if inside:
                 sign[p] = -1.0
-    return half_thick, sign, area, cx, cy, ylo, yhi
+    for p in range(plane_poly_start[0], plane_poly_start[plane_poly_start.size - 1]):
+        side[p] *= sign[p]
+    return half_thick, sign, area, cx, cy, ylo, yhi, side
 
 
 @kernel
@@ -724,8 +727,8 @@ def _edge_grid(points_xy, poly_offsets, plane_poly_start, parea, cell):
 
     Plane ``k``'s grid starts at ``origin[k]`` and has ``dims[k] = (ncx, ncy, base)``; cell
     ``(i, j)`` holds entries ``cell_off[r]:cell_off[r + 1]``, ``r = base + j * ncx + i``: end points
-    ``seg[e] = (x1, y1, x2, y2)``, polygon ``seg_poly[e]`` and first vertex ``seg_v[e]``. A polygon
-    of zero area bounds nothing and is left out, unless the plane has nothing else (a contour
+    ``seg[e] = (x1, y1, x2, y2)`` and first vertex ``seg_v[e]``. A polygon of zero area bounds
+    nothing and is left out, unless the plane has nothing else (a contour
     drawn down to a line or a point at the tip of a shape is what the shape shrinks to).
     """
     n_planes = plane_poly_start.size - 1
@@ -774,7 +777,6 @@ def _edge_grid(points_xy, poly_offsets, plane_poly_start, parea, cell):
                         counts[dims[k, 2] + jj * dims[k, 0] + ii + 1] += 1
     cell_off = np.cumsum(counts)
     seg = np.empty((cell_off[-1], 4))
-    seg_poly = np.empty(cell_off[-1], dtype=np.int64)
     seg_v = np.empty(cell_off[-1], dtype=np.int64)
     fill = cell_off[:-1].copy()
     for k in range(n_planes):
@@ -795,29 +797,13 @@ def _edge_grid(points_xy, poly_offsets, plane_poly_start, parea, cell):
                         seg[e, 1] = points_xy[v, 1]
                         seg[e, 2] = points_xy[w, 0]
                         seg[e, 3] = points_xy[w, 1]
-                        seg_poly[e] = p
                         seg_v[e] = v
                         fill[r] += 1
-    return origin, dims, cell_off, seg, seg_poly, seg_v
-
-
-@inline_kernel
-def _region_side(points_xy, poly_offsets, poly_sign, p):
-    """+1 when polygon ``p``'s region (inside an outer polygon, outside a hole) lies to the left
-    of its edges, -1 to the right, 0 for a polygon of no area."""
-    a = poly_offsets[p]
-    b = poly_offsets[p + 1]
-    area2 = 0.0
-    for v in range(a, b):
-        w = v + 1 if v + 1 < b else a
-        area2 += points_xy[v, 0] * points_xy[w, 1] - points_xy[w, 0] * points_xy[v, 1]
-    if area2 == 0.0:
-        return 0.0
-    return poly_sign[p] * (1.0 if area2 > 0.0 else -1.0)
+    return origin, dims, cell_off, seg, seg_v
 
 
 @kernel
-def _walls(points_xy, poly_offsets, plane_poly_start, poly_sign, layer_a, layer_b, origin, dims,
+def _walls(points_xy, poly_offsets, plane_poly_start, side, layer_a, layer_b, origin, dims,
            cell_off, seg, seg_v, poly_of_v, cell):
     """Edges that are walls between the two planes of an interpolated layer: per vertex (the
     edge from it to the next), bit ``WALL_UP`` when the edge lies on the line of an edge of the
@@ -832,12 +818,6 @@ def _walls(points_xy, poly_offsets, plane_poly_start, poly_sign, layer_a, layer_
     # every pair found (the edges' first vertices, lower plane first), grown as needed
     pairs = np.empty((64, 2), dtype=np.int64)
     n_pairs = 0
-    npoly = poly_offsets.size - 1
-    p_first = plane_poly_start[0]
-    p_end = plane_poly_start[plane_poly_start.size - 1]
-    side = np.zeros(npoly)
-    for p in range(p_first, p_end):
-        side[p] = _region_side(points_xy, poly_offsets, poly_sign, p)
     tol = WALL_TOL
     for li in range(layer_a.size):
         ka = layer_a[li]
@@ -925,7 +905,7 @@ def _grown(pairs, n):
 
 
 @inline_kernel
-def _nearest_edge(origin, dims, cell_off, seg, seg_poly, seg_wall, mask, cell, k, x, y, best,
+def _nearest_edge(origin, dims, cell_off, seg, seg_v, poly_of_v, wall, mask, cell, k, x, y, best,
                   best_p):
     """Squared distance from ``(x, y)`` to plane ``k``'s nearest edge, and that edge's polygon;
     edges with a wall bit of ``mask`` (:func:`_walls`) left out.
@@ -957,12 +937,12 @@ def _nearest_edge(origin, dims, cell_off, seg, seg_poly, seg_wall, mask, cell, k
                     if gx * gx + gy * gy < best:
                         rr = base + jj * ncx + ii
                         for q in range(cell_off[rr], cell_off[rr + 1]):
-                            if mask != 0 and (seg_wall[q] & mask) != 0:
+                            if mask != 0 and (wall[seg_v[q]] & mask) != 0:
                                 continue
                             d2 = _segment_d2(x, y, seg[q, 0], seg[q, 1], seg[q, 2], seg[q, 3])
                             if d2 < best:
                                 best = d2
-                                best_p = seg_poly[q]
+                                best_p = poly_of_v[seg_v[q]]
                 if r == 0:
                     break
                 ii += step
@@ -995,8 +975,8 @@ def _crossing_edge(poly_offsets, poly_of_v, cross_v, q):
 
 @inline_kernel
 def _phi(points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin, dims, cell_off, seg,
-         seg_poly, seg_wall, wall, mask, cell, row0, nrow, row_base, row_off, cross, cross_v, k, x,
-         j, row_y0, row_dy):
+         seg_v, wall, mask, cell, row0, nrow, row_base, row_off, cross, cross_v, k, x, j, row_y0,
+         row_dy):
     """Implicit value of plane ``k``'s region at ``x`` on row ``j``: ``s (s + 2 L)``, negative
     inside (the hole's formula flips the roles of inside and outside), and the sign of the
     nearest polygon (+1 outer, -1 hole).
@@ -1031,10 +1011,10 @@ def _phi(points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin, dims
             if d2 < best and (wall[v] & mask) == 0:
                 best = d2
                 best_p = poly_of_v[v]
-    d2, p = _nearest_edge(origin, dims, cell_off, seg, seg_poly, seg_wall, mask, cell, k, x, y,
+    d2, p = _nearest_edge(origin, dims, cell_off, seg, seg_v, poly_of_v, wall, mask, cell, k, x, y,
                           best, best_p)
     if p < 0:
-        d2, p = _nearest_edge(origin, dims, cell_off, seg, seg_poly, seg_wall, 0, cell, k, x, y,
+        d2, p = _nearest_edge(origin, dims, cell_off, seg, seg_v, poly_of_v, wall, 0, cell, k, x, y,
                               best0, best0_p)
     s = np.sqrt(d2)
     if inside:
@@ -1048,8 +1028,8 @@ def _phi(points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin, dims
     # planes): that of the nearest edge of all, walls included
     sg_near = sg
     if mask != 0 and sg < 0.0:
-        _d2, p_all = _nearest_edge(origin, dims, cell_off, seg, seg_poly, seg_wall, 0, cell, k, x,
-                                   y, best0, best0_p)
+        _d2, p_all = _nearest_edge(origin, dims, cell_off, seg, seg_v, poly_of_v, wall, 0, cell,
+                                   k, x, y, best0, best0_p)
         sg_near = poly_sign[p_all]
     return sg * u * (u + 2.0 * lt), sg_near
 
@@ -1156,7 +1136,7 @@ def _surface_t(pl, pa, pb, ph, has_lo, has_hi, h0, h1, h2):
 
 
 @kernel
-def _row_weights(points_xy, poly_offsets, plane_poly_start, poly_sign, thin, row0, nrow, row_base,
+def _row_weights(points_xy, poly_offsets, plane_poly_start, poly_side, thin, row0, nrow, row_base,
                  row_off, cross, row_y0, row_dy):
     """Per plane and scan row: exact area of the region in the row's band / length x row_dy.
 
@@ -1195,7 +1175,7 @@ def _row_weights(points_xy, poly_offsets, plane_poly_start, poly_sign, thin, row
                 w = v + 1 if v + 1 < b else a
                 perimeter += np.sqrt((points_xy[w, 0] - points_xy[v, 0]) ** 2
                                      + (points_xy[w, 1] - points_xy[v, 1]) ** 2)
-            f = _region_side(points_xy, poly_offsets, poly_sign, p)
+            f = poly_side[p]
             if f == 0.0:
                 continue
             for v in range(a, b):
@@ -1371,7 +1351,7 @@ def structure_tables(points_xy, poly_offsets, plane_poly_start, layer_a, layer_b
     poly_of_v = np.zeros(points_xy.shape[0], dtype=np.int64)
     for p in range(p_first, p_end):
         poly_of_v[poly_offsets[p]:poly_offsets[p + 1]] = p
-    half_thick, poly_sign, parea, pcx, pcy, pylo, pyhi = _polygon_table(
+    half_thick, poly_sign, parea, pcx, pcy, pylo, pyhi, poly_side = _polygon_table(
         points_xy, poly_offsets, plane_poly_start)
     row0, nrow, row_base, row_off, cross, cross_v = _plane_rows(
         points_xy, poly_offsets, plane_poly_start, row_y0, row_dy)
@@ -1392,7 +1372,7 @@ def structure_tables(points_xy, poly_offsets, plane_poly_start, layer_a, layer_b
         j = _row_at_or_above(row_y0, row_dy, pylo[p])
         thin[p] = row_y0 + (j + 0.5) * row_dy >= pyhi[p] and parea[p] > 0.0
     cell = _search_cell(row_dy)
-    wrow = _row_weights(points_xy, poly_offsets, plane_poly_start, poly_sign, thin, row0, nrow,
+    wrow = _row_weights(points_xy, poly_offsets, plane_poly_start, poly_side, thin, row0, nrow,
                         row_base, row_off, cross, row_y0, row_dy)
     # the wall bits of each plane's edges together (none: a plane's searches skip the test)
     plane_wall = np.zeros(n_planes, dtype=np.int8)
@@ -1401,11 +1381,10 @@ def structure_tables(points_xy, poly_offsets, plane_poly_start, layer_a, layer_b
         if layer_a[li] != layer_b[li]:
             interpolated = True
     if interpolated:
-        origin, dims, cell_off, seg, seg_poly, seg_v = _edge_grid(
+        origin, dims, cell_off, seg, seg_v = _edge_grid(
             points_xy, poly_offsets, plane_poly_start, parea, cell)
-        wall = _walls(points_xy, poly_offsets, plane_poly_start, poly_sign, layer_a, layer_b,
+        wall = _walls(points_xy, poly_offsets, plane_poly_start, poly_side, layer_a, layer_b,
                       origin, dims, cell_off, seg, seg_v, poly_of_v, cell)
-        seg_wall = wall[seg_v]
         for k in range(n_planes):
             for v in range(poly_offsets[plane_poly_start[k]],
                            poly_offsets[plane_poly_start[k + 1]]):
@@ -1415,12 +1394,11 @@ def structure_tables(points_xy, poly_offsets, plane_poly_start, layer_a, layer_b
         dims = np.zeros((1, 3), dtype=np.int64)
         cell_off = np.zeros(2, dtype=np.int64)
         seg = np.zeros((1, 4))
-        seg_poly = np.zeros(1, dtype=np.int64)
+        seg_v = np.zeros(1, dtype=np.int64)
         wall = np.zeros(points_xy.shape[0], dtype=np.int8)
-        seg_wall = np.zeros(1, dtype=np.int8)
     return (poly_of_v, half_thick, poly_sign, parea, pcx, pcy, pylo, pyhi, row0, nrow, row_base,
             row_off, cross, cross_v, nl0, nnl, nl_base, nl_off, ncross, plane_ylo, plane_yhi,
-            thin, wrow, origin, dims, cell_off, seg, seg_poly, seg_wall, wall, plane_wall)
+            thin, wrow, origin, dims, cell_off, seg, seg_v, wall, plane_wall)
 
 
 @inline_kernel
@@ -1459,7 +1437,7 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
     n_planes = planes_z.size
     (poly_of_v, half_thick, poly_sign, parea, pcx, pcy, pylo, pyhi, row0, nrow, row_base,
      row_off, cross, cross_v, nl0, nnl, nl_base, nl_off, ncross, plane_ylo, plane_yhi,
-     thin, wrow, origin, dims, cell_off, seg, seg_poly, seg_wall, wall, plane_wall) = tables
+     thin, wrow, origin, dims, cell_off, seg, seg_v, wall, plane_wall) = tables
     cell = _search_cell(row_dy)
     for li in range(l_first, l_end):
         a = layer_a[li]
@@ -1764,14 +1742,12 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                                     fs[w_] = 1.0
                                     continue
                                 # plane a leaves out its walls with b, b those with a
-                                mask = plane_wall[k] & (WALL_UP if w_ == 0 else (
-                                    WALL_DOWN if w_ == 1 else (
-                                        WALL_UP_ON if w_ == 2 else WALL_DOWN_ON)))
+                                mask = plane_wall[k] & ROLE_WALLS[w_]
                                 fv[w_], fs[w_] = _phi(points_xy, poly_offsets, poly_of_v,
                                                       half_thick, poly_sign, origin, dims,
-                                                      cell_off, seg, seg_poly, seg_wall, wall,
-                                                      mask, cell, row0, nrow, row_base, row_off,
-                                                      cross, cross_v, k, xc, j, row_y0, row_dy)
+                                                      cell_off, seg, seg_v, wall, mask, cell,
+                                                      row0, nrow, row_base, row_off, cross,
+                                                      cross_v, k, xc, j, row_y0, row_dy)
                             # the scan line decides the side; a distance of ~0 cannot flip it
                             if in_a:
                                 fv[0] = min(fv[0], 0.0)
@@ -1800,9 +1776,9 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                                 if trend and k2 >= 0:
                                     p2, s2 = _phi(points_xy, poly_offsets, poly_of_v, half_thick,
                                                   poly_sign, origin, dims, cell_off, seg,
-                                                  seg_poly, seg_wall, wall, 0, cell, row0, nrow,
-                                                  row_base, row_off, cross, cross_v, k2, xc, j,
-                                                  row_y0, row_dy)
+                                                  seg_v, wall, 0, cell, row0, nrow, row_base,
+                                                  row_off, cross, cross_v, k2, xc, j, row_y0,
+                                                  row_dy)
                                     if s2 < 0.0 and p2 > 0.0:
                                         d2 = abs(planes_z[k2]
                                                  - planes_z[k2 - 1 if in_a else k2 + 1])
@@ -1940,8 +1916,8 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                 # an outline repeated on both planes is a wall: no samples between the planes
                 # cover it, so its edges are candidates at the z nodes too
                 for p in range(plane_poly_start[a], plane_poly_start[a + 1]):
-                    if _has_twin(points_xy, poly_offsets, p, plane_poly_start[b],
-                                 plane_poly_start[b + 1]):
+                    if _twin(points_xy, poly_offsets, p, plane_poly_start[b],
+                             plane_poly_start[b + 1]) >= 0:
                         _edge_extremes(points_xy, poly_offsets, p, p + 1, zs[zn], dose, xs, ys,
                                        zs, extent, ts_buf, acc)
                 zn += 1
