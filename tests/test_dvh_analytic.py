@@ -972,6 +972,26 @@ def test_flat_ends_between_planes(r, length, spacing, azimuth):
     assert abs(e["Dmean"]) <= 0.025, e
 
 
+@pytest.mark.parametrize("spacing,phase", [(3.0, 0.5), (3.0, 0.25), (2.5, 0.5), (2.0, 0.5)])
+@pytest.mark.parametrize("field", ["x", "radial"])
+def test_sphere_bulges_between_planes(spacing, phase, field):
+    """A 0.5 cc sphere whose equator lies between two planes (``phase`` of a spacing above the
+    lower one): between them its section is larger than on either, so the surface passes beyond
+    both outlines (``_bulge``). Treating a point outside both planes as outside throughout lost
+    that volume: at 3 mm spacing with the equator half-way, 2.66 % of the volume, D98 0.27 Gy and
+    Dmin/Dmax 0.70 Gy off in a 1 Gy/mm field; now 0.28 %, 0.007 Gy and 0.04 Gy (a quarter of the
+    way: 0.79 -> 0.53 %; 2.5 mm: 1.55 -> 0.08 %; 2 mm: 0.82 -> 0.08 %)."""
+    r = (3 * 500.0 / (4 * math.pi)) ** (1 / 3)
+    p = make_phantom("Sphere 0.5cc", [Sphere(r, C)], spacing, C[2] + phase * spacing)
+    f = (linear_field(p, "x") if field == "x" else
+         PiecewiseRadial(tuple(np.array(C) + [0.2, -0.3, 0.1]), 10.0 + 5.0 * r, 0.0, 5.0))
+    grid = dose_grid(f, p, (2.5, 2.5, 2.5))
+    e = compare(engine_dvh(p, grid), quadrature_truth(p, grid))
+    assert abs(e["volume[%]"]) <= 0.6, e
+    assert abs(e["D98%"]) <= 0.08 and abs(e["D95%"]) <= 0.06, e
+    assert abs(e["Dmin"]) <= 0.1 and abs(e["Dmax"]) <= 0.1, e
+
+
 # --------------------------------------------------------------------------- the truth itself
 
 @pytest.mark.parametrize("shape", list(_phantoms()))
