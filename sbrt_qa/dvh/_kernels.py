@@ -1353,11 +1353,10 @@ def _slopes(pl, pa, pb, ph, has_lo, has_hi, h0, h1, h2):
 
 
 @inline_kernel
-def _hermite_root(p0, p1, m0, m1, lo, hi, rising):
+def _hermite_root(p0, p1, m0, m1, lo, hi, rising, t):
     """The zero in ``[lo, hi]`` of the cubic Hermite through ``p0`` (t = 0) and ``p1`` (t = 1) with
     slopes ``m0``, ``m1`` (per unit t), which changes sign there (upwards if ``rising``):
-    Newton steps kept inside a shrinking bracket."""
-    t = 0.5 * (lo + hi)
+    Newton steps from ``t`` kept inside a shrinking bracket."""
     for _ in range(60):
         f, fp = _hermite(t, p0, p1, m0, m1)
         if not rising:
@@ -1374,6 +1373,8 @@ def _hermite_root(p0, p1, m0, m1, lo, hi, rising):
         tn = t - f / fp if fp > 0.0 else -1.0
         if tn <= lo or tn >= hi:
             tn = 0.5 * (lo + hi)
+        if abs(tn - t) < 1e-13:
+            return tn
         t = tn
     return t
 
@@ -1407,8 +1408,8 @@ def _dip(pa, pb, ma, mb):
                 tm = tc
     if m >= 0.0 or tm < 0.0:
         return 1.0, 0.0, m
-    t1 = 0.0 if pa <= 0.0 else _hermite_root(pa, pb, ma, mb, 0.0, tm, False)
-    t2 = 1.0 if pb <= 0.0 else _hermite_root(pa, pb, ma, mb, tm, 1.0, True)
+    t1 = 0.0 if pa <= 0.0 else _hermite_root(pa, pb, ma, mb, 0.0, tm, False, 0.5 * tm)
+    t2 = 1.0 if pb <= 0.0 else _hermite_root(pa, pb, ma, mb, tm, 1.0, True, 0.5 * (tm + 1.0))
     return t1, t2, m
 
 
@@ -1438,27 +1439,7 @@ def _surface_t(pl, pa, pb, ph, has_lo, has_hi, h0, h1, h2):
     q1 = sg * pb
     m0 = al * sg * dd
     m1 = be * sg * dd
-    lo_t = 0.0
-    hi_t = 1.0
-    t = -q0 / (q1 - q0)
-    for _ in range(60):
-        f, fp = _hermite(t, q0, q1, m0, m1)
-        if f == 0.0:
-            return t
-        if f < 0.0:
-            lo_t = t
-        else:
-            hi_t = t
-        if hi_t - lo_t < 1e-12:
-            break
-        tn = t - f / fp if fp > 0.0 else -1.0
-        if tn <= lo_t or tn >= hi_t:
-            tn = 0.5 * (lo_t + hi_t)
-        if abs(tn - t) < 1e-13:
-            t = tn
-            break
-        t = tn
-    return t
+    return _hermite_root(q0, q1, m0, m1, 0.0, 1.0, True, -q0 / (q1 - q0))
 
 
 @kernel
