@@ -992,6 +992,21 @@ def test_sphere_bulges_between_planes(spacing, phase, field):
     assert abs(e["Dmin"]) <= 0.1 and abs(e["Dmax"]) <= 0.1, e
 
 
+def test_no_bulge_towards_another_part():
+    """A small part on two planes only, the plane below holding another, larger part 30 mm away:
+    the plane below shows no body near the small one, so it gives no curvature there
+    (``_bulge_at``). Taking it as one bulged the small part over the gap: +14.9 % of the ROI's
+    volume (1.7 times the small sphere's). What is left, +1.95 %, is the small sphere drawn by
+    two contours (nothing says where it is round between them)."""
+    cx, cy, cz = C
+    small = Sphere(2.6, (cx, cy, cz))
+    large = Sphere(6.0, (cx + 30.0, cy, cz - 10.3))
+    p = make_phantom("Two parts", [small, large], 3.0, cz - 1.5)
+    grid = dose_grid(linear_field(p, "x"), p, (2.5, 2.5, 2.5))
+    e = compare(engine_dvh(p, grid), quadrature_truth(p, grid))
+    assert abs(e["volume[%]"]) <= 2.5, e
+
+
 # --------------------------------------------------------------------------- the truth itself
 
 @pytest.mark.parametrize("shape", list(_phantoms()))

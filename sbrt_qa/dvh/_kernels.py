@@ -50,7 +50,9 @@ Method (see ``sbrt_qa/dvh/core.py`` for the conventions):
   those under the surface. A 0.5 cc sphere with its equator half-way between planes 3 mm apart
   lost 2.7 % of its volume without them. The search runs only in layers whose section areas
   (``pi rho^2``, interpolated the same way) say the bulge reaches ``BULGE_MIN_ROWS`` (a large
-  organ's: micrometres), and only where the point lies outside the planes beyond the layer too.
+  organ's: micrometres), and only where the planes beyond the layer show the same body: the
+  point outside them, their outlines near (``_bulge_at``; a small part next to another part on
+  the plane below would otherwise bulge over the gap).
   Not followed: a bulge in rows beyond both outlines' y extent (the top of a section whose edge
   runs along x: a cylinder lying along x keeps up to 1.4 % low at 3 planes), and the converse,
   a waist (a section smaller between the planes than on them).
@@ -106,8 +108,8 @@ WALL_DOWN_ON = 8
 ROLE_WALLS = (WALL_UP, WALL_DOWN, WALL_UP_ON, WALL_DOWN_ON)
 #: distance within which two edges on adjacent planes lie on one line (a wall), mm
 WALL_TOL = 1e-3
-#: farthest a bulge beyond the outlines (:func:`_bulge`) is followed along a scan line past the
-#: last crossing, in scan rows
+#: farthest a bulge beyond the outlines (:func:`_bulge`) is followed along a scan line, in scan
+#: rows
 BULGE_REACH_ROWS = 16.0
 #: bulges that the planes' areas say reach less than this, in scan rows, are not looked for
 #: (:func:`_bulge_reach`)
@@ -402,6 +404,8 @@ def _column(n_el, hist, grid, row, cz, covered, xs0, xs1, xc, c0, c1, wd, c_s0, 
     dose, xs, zs, ez0, ez1 = grid
     iy0, iy1, ty, sy, row_dy, band = row
     cz_i0, cz_i1, cz_t, cz_s, cz_h = cz
+    if not c1 > c0:
+        return n_el, moment, v_lo, v_hi
     if not covered:
         acc[1] += (xs1 - xs0) * row_dy * wd * (c1 - c0)
         return n_el, moment, v_lo, v_hi
@@ -451,16 +455,28 @@ def _column(n_el, hist, grid, row, cz, covered, xs0, xs1, xc, c0, c1, wd, c_s0, 
 
 
 @inline_kernel
-def _bulge_at(fv, fs, geo, lay, x, j):
+def _bulge_at(fb, geo, lay, x, j):
     """:func:`_dip` of the implicit values at ``x`` on row ``j``, a point outside both planes of
     the layer ``lay`` = ``(a, b, nlo, nhi, z0, z1, h0, h1, h2)``; ``geo``: the arguments of
-    :func:`_phi4` that describe the planes."""
+    :func:`_phi4` that describe the planes, ``fb``: its ``fv, fs, fd``.
+
+    A plane beyond the layer gives the curvature only where it shows the same body: the point
+    must lie outside it, and its outline no farther beyond the point than the nearer of a and
+    b's by ``MAX_LEAN`` times the spacing (farther, it is another part of the structure, or a
+    part that ends: a small part on a and b only next to a larger one on the plane below would
+    otherwise bulge over the gap between them). Else: no dip."""
+    fv, fs, fd = fb
     (points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin, dims, cell_off, seg, seg_v,
      wall, plane_wall, cell, row0, nrow, row_base, row_off, cross, cross_v, row_y0, row_dy) = geo
     a, b, nlo, nhi, z0, z1, h0, h1, h2 = lay
-    _phi4_call(fv, fs, points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin, dims,
-               cell_off, seg, seg_v, wall, plane_wall, cell, row0, nrow, row_base, row_off, cross,
-               cross_v, a, b, nlo, nhi, x, j, row_y0, row_dy)
+    _phi4_call(fv, fs, fd, points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin,
+               dims, cell_off, seg, seg_v, wall, plane_wall, cell, row0, nrow, row_base, row_off,
+               cross, cross_v, a, b, nlo, nhi, x, j, row_y0, row_dy)
+    near = min(max(fd[0], 0.0), max(fd[1], 0.0))
+    if nlo >= 0 and not (0.0 < fd[2] <= near + MAX_LEAN * h0):
+        return 1.0, 0.0, 1.0
+    if nhi >= 0 and not (0.0 < fd[3] <= near + MAX_LEAN * h2):
+        return 1.0, 0.0, 1.0
     # the scan line decides the side; a distance of ~0 cannot flip it
     pa = max(fv[0], 0.0)
     pb = max(fv[1], 0.0)
@@ -482,9 +498,10 @@ def _bulge_reach(plane_poly_start, parea, poly_sign, lay):
     """How far, mm, the section of a layer may pass beyond the larger of its two planes' as a
     whole: interpolating the planes' areas ``pi rho^2`` like the implicit values (the cubic
     through ``rho^2`` on the four planes), the growth of ``rho`` from the larger plane's to the
-    cubic's maximum between the planes. Exact for a sphere (``rho^2`` quadratic in z); for a
-    large organ a few micrometres, for a 0.5 cc sphere with its equator half-way between planes
-    3 mm apart, 0.24 mm."""
+    cubic's maximum between the planes, to first order (a sphere: ``rho^2`` is quadratic in z; a
+    0.5 cc one with its equator half-way between planes 3 mm apart: 0.240 mm for 0.234 mm); a
+    large organ's, a few micrometres. Sections that shift without growing (a tilted tube) have
+    no bulge by their areas, though their outlines pass a little beyond both planes'."""
     a, b, nlo, nhi, z0, z1, h0, h1, h2 = lay
     if nlo < 0 and nhi < 0:
         return 0.0
@@ -504,7 +521,7 @@ def _bulge_reach(plane_poly_start, parea, poly_sign, lay):
 
 
 @loop_kernel
-def _bulge(n_el, hist, grid, row, cz, fv, fs, geo, lay, j, x_e, dirn, lim, covered_row, ex0, ex1,
+def _bulge(n_el, hist, grid, row, cz, fb, geo, lay, j, x_e, dirn, lim, covered_row, ex0, ex1,
            moment, v_lo, v_hi):
     """The bulge beyond an outline between two planes: the columns outside both planes, next to
     the crossing at ``x_e`` and on its side ``dirn`` (+1: greater x) up to ``lim`` away, where the
@@ -527,17 +544,17 @@ def _bulge(n_el, hist, grid, row, cz, fv, fs, geo, lay, j, x_e, dirn, lim, cover
     for k in (nlo, nhi):
         if k >= 0 and _inside_at(geo[13], geo[14], geo[15], geo[16], geo[17], k, j, x_out):
             return n_el, moment, v_lo, v_hi
-    _t1, _t2, f_in = _bulge_at(fv, fs, geo, lay, x_e, j)
+    _t1, _t2, f_in = _bulge_at(fb, geo, lay, x_e, j)
     # a dip within rounding of zero holds no volume
-    if f_in >= -1e-9 * (1.0 + abs(fv[2]) + abs(fv[3])):
+    if not f_in < -1e-9 * (1.0 + abs(fb[0][2]) + abs(fb[0][3])):
         return n_el, moment, v_lo, v_hi
     s_in = 0.0
     s_out = -1.0
     f_out = 0.0
     s = min(0.5 * row_dy, lim)
     for _ in range(16):
-        _t1, _t2, f = _bulge_at(fv, fs, geo, lay, x_e + dirn * s, j)
-        if f >= 0.0:
+        _t1, _t2, f = _bulge_at(fb, geo, lay, x_e + dirn * s, j)
+        if not f < 0.0:
             s_out = s
             f_out = f
             break
@@ -550,7 +567,7 @@ def _bulge(n_el, hist, grid, row, cz, fv, fs, geo, lay, j, x_e, dirn, lim, cover
     if s_out > 0.0:
         for _ in range(3):
             sn = s_in + (s_out - s_in) * f_in / (f_in - f_out)
-            _t1, _t2, f = _bulge_at(fv, fs, geo, lay, x_e + dirn * sn, j)
+            _t1, _t2, f = _bulge_at(fb, geo, lay, x_e + dirn * sn, j)
             if f < 0.0:
                 s_in = sn
                 f_in = f
@@ -566,8 +583,8 @@ def _bulge(n_el, hist, grid, row, cz, fv, fs, geo, lay, j, x_e, dirn, lim, cover
         u_hi = (i + 1) / n_s
         u_m = (i + 0.5) / n_s
         x_m = x_e + dirn * reach * (1.0 - u_m * u_m)
-        t1, t2, f = _bulge_at(fv, fs, geo, lay, x_m, j)
-        if f >= 0.0:
+        t1, t2, f = _bulge_at(fb, geo, lay, x_m, j)
+        if not f < 0.0:
             continue
         xa = x_e + dirn * reach * (1.0 - u_hi * u_hi)
         xb = x_e + dirn * reach * (1.0 - u_lo * u_lo)
@@ -1193,8 +1210,8 @@ def _phi(points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin, dims
          seg_v, wall, mask, cell, row0, nrow, row_base, row_off, cross, cross_v, k, x, j, row_y0,
          row_dy):
     """Implicit value of plane ``k``'s region at ``x`` on row ``j``: ``s (s + 2 L)``, negative
-    inside (the hole's formula flips the roles of inside and outside), and the sign of the
-    nearest polygon (+1 outer, -1 hole).
+    inside (the hole's formula flips the roles of inside and outside), the sign of the nearest
+    polygon (+1 outer, -1 hole), and ``s``, mm.
 
     ``s`` is the distance to the nearest edge that has no wall bit of ``mask``: a wall shared with
     the other plane of the layer bounds the region between the planes as it is, so the rest of
@@ -1246,35 +1263,37 @@ def _phi(points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin, dims
         _d2, p_all = _nearest_edge(origin, dims, cell_off, seg, seg_v, poly_of_v, wall, 0, cell,
                                    k, x, y, best0, best0_p)
         sg_near = poly_sign[p_all]
-    return sg * u * (u + 2.0 * lt), sg_near
+    return sg * u * (u + 2.0 * lt), sg_near, s
 
 
 @inline_kernel
-def _phi4(fv, fs, points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin, dims,
+def _phi4(fv, fs, fd, points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin, dims,
           cell_off, seg, seg_v, wall, plane_wall, cell, row0, nrow, row_base, row_off, cross,
           cross_v, a, b, nlo, nhi, x, j, row_y0, row_dy):
     """:func:`_phi` at ``x`` on row ``j`` on planes ``a``, ``b``, ``nlo``, ``nhi`` (a missing
-    plane, ``-1``: value 0, sign 1) into ``fv``, ``fs``; each plane leaves out the walls of its
-    role (``ROLE_WALLS``: plane a its walls with b, b those with a)."""
+    plane, ``-1``: value 0, sign 1, distance 0) into ``fv``, ``fs``, ``fd``; each plane leaves
+    out the walls of its role (``ROLE_WALLS``: plane a its walls with b, b those with a)."""
     for w_ in range(4):
         k = a if w_ == 0 else (b if w_ == 1 else (nlo if w_ == 2 else nhi))
         if k < 0:
             fv[w_] = 0.0
             fs[w_] = 1.0
+            fd[w_] = 0.0
             continue
         mask = plane_wall[k] & ROLE_WALLS[w_]
-        fv[w_], fs[w_] = _phi(points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin,
-                              dims, cell_off, seg, seg_v, wall, mask, cell, row0, nrow, row_base,
-                              row_off, cross, cross_v, k, x, j, row_y0, row_dy)
+        fv[w_], fs[w_], fd[w_] = _phi(points_xy, poly_offsets, poly_of_v, half_thick, poly_sign,
+                                      origin, dims, cell_off, seg, seg_v, wall, mask, cell, row0,
+                                      nrow, row_base, row_off, cross, cross_v, k, x, j, row_y0,
+                                      row_dy)
 
 
 @loop_kernel
-def _phi4_call(fv, fs, points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin, dims,
-               cell_off, seg, seg_v, wall, plane_wall, cell, row0, nrow, row_base, row_off, cross,
-               cross_v, a, b, nlo, nhi, x, j, row_y0, row_dy):
+def _phi4_call(fv, fs, fd, points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin,
+               dims, cell_off, seg, seg_v, wall, plane_wall, cell, row0, nrow, row_base, row_off,
+               cross, cross_v, a, b, nlo, nhi, x, j, row_y0, row_dy):
     """:func:`_phi4` as a call: :func:`_bulge` evaluates it at several places, each of which would
     otherwise hold a copy of four distance searches."""
-    _phi4(fv, fs, points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin, dims,
+    _phi4(fv, fs, fd, points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin, dims,
           cell_off, seg, seg_v, wall, plane_wall, cell, row0, nrow, row_base, row_off, cross,
           cross_v, a, b, nlo, nhi, x, j, row_y0, row_dy)
 
@@ -1397,10 +1416,14 @@ def _dip(pa, pb, ma, mb):
             if i == 0 and qb != 0.0:
                 tc = -qc / qb
         else:
+            # the stable pair of roots: qa is ~0 where the values are nearly quadratic in z
             disc = qb * qb - 4.0 * qa * qc
             if disc >= 0.0:
-                sq = np.sqrt(disc)
-                tc = (-qb - sq) / (2.0 * qa) if i == 0 else (-qb + sq) / (2.0 * qa)
+                qq = -0.5 * (qb + (np.sqrt(disc) if qb >= 0.0 else -np.sqrt(disc)))
+                if i == 0:
+                    tc = qq / qa
+                elif qq != 0.0:
+                    tc = qc / qq
         if 0.0 < tc < 1.0:
             f, _fp = _hermite(tc, pa, pb, ma, mb)
             if f < m:
@@ -1408,8 +1431,10 @@ def _dip(pa, pb, ma, mb):
                 tm = tc
     if m >= 0.0 or tm < 0.0:
         return 1.0, 0.0, m
-    t1 = 0.0 if pa <= 0.0 else _hermite_root(pa, pb, ma, mb, 0.0, tm, False, 0.5 * tm)
-    t2 = 1.0 if pb <= 0.0 else _hermite_root(pa, pb, ma, mb, tm, 1.0, True, 0.5 * (tm + 1.0))
+    t1 = 0.0 if pa <= 0.0 and ma <= 0.0 else _hermite_root(pa, pb, ma, mb, 0.0, tm, False,
+                                                            0.5 * tm)
+    t2 = 1.0 if pb <= 0.0 and mb >= 0.0 else _hermite_root(pa, pb, ma, mb, tm, 1.0, True,
+                                                            0.5 * (tm + 1.0))
     return t1, t2, m
 
 
@@ -1722,7 +1747,7 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
     """The loops of :func:`structure_dvh_layers`, which allocates their working arrays
     (``work``) and receives the histogram in ``ramp2``, ``step1`` and ``acc``."""
     (ramp2, step1, acc, lz_i0, lz_i1, lz_t, lz_s, lz_h, lz_tau, lz_w, cz_i0, cz_i1, cz_t, cz_s,
-     cz_h, fv, fs, blk_ok, blk_lf, blk_ll, blk_z0, blk_z1, n_iv, iv_ptr, iv_lo, iv_hi, qpos,
+     cz_h, fv, fs, fd, blk_ok, blk_lf, blk_ll, blk_z0, blk_z1, n_iv, iv_ptr, iv_lo, iv_hi, qpos,
      qend, qin, kx, kt, ts_buf, bc_row0, bc_a, bc_b, bc_n, bc_lo, bc_hi, blk_col,
      blk_cell, elems) = work
     n_el = 0
@@ -1752,6 +1777,7 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
     geo = (points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin, dims, cell_off, seg,
            seg_v, wall, plane_wall, cell, row0, nrow, row_base, row_off, cross, cross_v, row_y0,
            row_dy)
+    fb = (fv, fs, fd)
     for li in range(l_first, l_end):
         a = layer_a[li]
         b = layer_b[li]
@@ -1826,9 +1852,13 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
         # neighbouring plane gives one). It is looked for where the sections' areas say it can
         # reach BULGE_MIN_ROWS: a large organ's are a few micrometres (and its volume, in
         # proportion, less still), not worth the search
-        bulgy = (not slab and (nlo >= 0 or nhi >= 0)
-                 and _bulge_reach(plane_poly_start, parea, poly_sign, lay)
-                 > BULGE_MIN_ROWS * row_dy)
+        reach_l = 0.0
+        if not slab and (nlo >= 0 or nhi >= 0):
+            reach_l = _bulge_reach(plane_poly_start, parea, poly_sign, lay)
+        bulgy = reach_l > BULGE_MIN_ROWS * row_dy
+        # along a scan line a bulge reaches farther than across the outline where the outline
+        # runs along x; past a few times the areas' estimate it is another part's business
+        reach_max = min(BULGE_REACH_ROWS * row_dy, 8.0 * reach_l + row_dy)
         for j in range(ja, jb):
             yr = row_y0 + (j + 0.5) * row_dy
             row_in = ey0 <= yr <= ey1
@@ -2058,7 +2088,7 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                                 xc = pb_ - 1e-6 * length
                             else:
                                 xc = pa_ + (ci + 0.5) * length / n_c
-                            _phi4(fv, fs, points_xy, poly_offsets, poly_of_v, half_thick,
+                            _phi4(fv, fs, fd, points_xy, poly_offsets, poly_of_v, half_thick,
                                   poly_sign, origin, dims, cell_off, seg, seg_v, wall,
                                   plane_wall, cell, row0, nrow, row_base, row_off, cross,
                                   cross_v, a, b, nlo, nhi, xc, j, row_y0, row_dy)
@@ -2088,11 +2118,11 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                                 p2 = 0.0
                                 d2 = 0.0
                                 if trend and k2 >= 0:
-                                    p2, s2 = _phi(points_xy, poly_offsets, poly_of_v, half_thick,
-                                                  poly_sign, origin, dims, cell_off, seg,
-                                                  seg_v, wall, 0, cell, row0, nrow, row_base,
-                                                  row_off, cross, cross_v, k2, xc, j, row_y0,
-                                                  row_dy)
+                                    p2, s2, _d2 = _phi(points_xy, poly_offsets, poly_of_v,
+                                                       half_thick, poly_sign, origin, dims,
+                                                       cell_off, seg, seg_v, wall, 0, cell,
+                                                       row0, nrow, row_base, row_off, cross,
+                                                       cross_v, k2, xc, j, row_y0, row_dy)
                                     if s2 < 0.0 and p2 > 0.0:
                                         d2 = abs(planes_z[k2]
                                                  - planes_z[k2 - 1 if in_a else k2 + 1])
@@ -2143,13 +2173,13 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                                 v_hi)
                 if bulgy and not in_a and not in_b:
                     # outside both planes: the bulges beyond the outlines at its two ends
-                    lim = 0.5 * (xn - xprev) if seen else BULGE_REACH_ROWS * row_dy
+                    lim = min(0.5 * (xn - xprev), reach_max) if seen else reach_max
                     if seen:
                         n_el, moment, v_lo, v_hi = _bulge(
-                            n_el, hist, grid, row_t, cz, fv, fs, geo, lay, j, xprev, 1.0, lim,
+                            n_el, hist, grid, row_t, cz, fb, geo, lay, j, xprev, 1.0, lim,
                             row_in, ex0, ex1, moment, v_lo, v_hi)
                     n_el, moment, v_lo, v_hi = _bulge(
-                        n_el, hist, grid, row_t, cz, fv, fs, geo, lay, j, xn, -1.0, lim, row_in,
+                        n_el, hist, grid, row_t, cz, fb, geo, lay, j, xn, -1.0, lim, row_in,
                         ex0, ex1, moment, v_lo, v_hi)
                 if from_a:
                     in_a = not in_a
@@ -2164,8 +2194,8 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                 seen = True
             if bulgy and seen:
                 n_el, moment, v_lo, v_hi = _bulge(
-                    n_el, hist, grid, row_t, cz, fv, fs, geo, lay, j, xprev, 1.0,
-                    BULGE_REACH_ROWS * row_dy, row_in, ex0, ex1, moment, v_lo, v_hi)
+                    n_el, hist, grid, row_t, cz, fb, geo, lay, j, xprev, 1.0, reach_max, row_in,
+                    ex0, ex1, moment, v_lo, v_hi)
     _tally_run(elems, n_el, acc, ramp2, step1, lo, hi, bin_width, inv_bw)
     acc[2] += moment
     _update(acc, v_lo)
@@ -2276,6 +2306,7 @@ def structure_dvh_layers(points_xy, poly_offsets, plane_poly_start, planes_z, la
     cz_h = np.empty(nzb)
     fv = np.empty(4)
     fs = np.ones(4)
+    fd = np.zeros(4)
     blk_ok = np.zeros(nzb, dtype=np.bool_)
     blk_lf = np.zeros(nzb, dtype=np.int64)
     blk_ll = np.zeros(nzb, dtype=np.int64)
@@ -2315,7 +2346,7 @@ def structure_dvh_layers(points_xy, poly_offsets, plane_poly_start, planes_z, la
     bc_lo = np.empty((n_bc, 2, max_cross // 2 + 2))
     bc_hi = np.empty((n_bc, 2, max_cross // 2 + 2))
     work = (ramp2, step1, acc, lz_i0, lz_i1, lz_t, lz_s, lz_h, lz_tau, lz_w, cz_i0, cz_i1,
-            cz_t, cz_s, cz_h, fv, fs, blk_ok, blk_lf, blk_ll, blk_z0, blk_z1, n_iv, iv_ptr,
+            cz_t, cz_s, cz_h, fv, fs, fd, blk_ok, blk_lf, blk_ll, blk_z0, blk_z1, n_iv, iv_ptr,
             iv_lo, iv_hi, qpos, qend, qin, kx, kt, ts_buf, bc_row0, bc_a, bc_b, bc_n, bc_lo,
             bc_hi, blk_col, blk_cell, elems)
     _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes_z, layer_a,
