@@ -485,39 +485,64 @@ def _bulge_at(fb, geo, lay, x, j):
 
 
 @inline_kernel
-def _plane_area(plane_poly_start, parea, poly_sign, k):
-    """Area of plane ``k``'s region (holes subtracted), mm^2."""
+def _plane_area(plane_poly_start, parea, poly_sign, pcx, pcy, k):
+    """Area of plane ``k``'s region (holes subtracted), mm^2, and its centroid, mm."""
     area = 0.0
+    mx = 0.0
+    my = 0.0
     for p in range(plane_poly_start[k], plane_poly_start[k + 1]):
-        area += poly_sign[p] * parea[p]
-    return area
+        w = poly_sign[p] * parea[p]
+        area += w
+        mx += w * pcx[p]
+        my += w * pcy[p]
+    if area == 0.0:
+        return 0.0, 0.0, 0.0
+    return area, mx / area, my / area
 
 
 @inline_kernel
-def _bulge_reach(plane_poly_start, parea, poly_sign, lay):
+def _bulge_reach(plane_poly_start, parea, poly_sign, pcx, pcy, half_thick, lay):
     """How far, mm, the section of a layer may pass beyond the larger of its two planes' as a
     whole: interpolating the planes' areas ``pi rho^2`` like the implicit values (the cubic
     through ``rho^2`` on the four planes), the growth of ``rho`` from the larger plane's to the
     cubic's maximum between the planes, to first order (a sphere: ``rho^2`` is quadratic in z; a
     0.5 cc one with its equator half-way between planes 3 mm apart: 0.240 mm for 0.234 mm); a
-    large organ's, a few micrometres. Sections that shift without growing (a tilted tube) have
-    no bulge by their areas, though their outlines pass a little beyond both planes'."""
+    large organ's, a few micrometres. Sections that shift by ``d`` between the planes (a tilted
+    tube: no growth) pass beyond both planes' outlines where those cross, by about
+    ``d^2 / (8 rho)``, which is added for compact sections (each plane's thickest polygon at
+    least half ``rho`` thick: not a ring such as a chest wall, whose centroid says nothing of
+    where its outline goes)."""
     a, b, nlo, nhi, z0, z1, h0, h1, h2 = lay
     if nlo < 0 and nhi < 0:
         return 0.0
-    ra = _plane_area(plane_poly_start, parea, poly_sign, a) / np.pi
-    rb = _plane_area(plane_poly_start, parea, poly_sign, b) / np.pi
-    rl = _plane_area(plane_poly_start, parea, poly_sign, nlo) / np.pi if nlo >= 0 else 0.0
-    rh = _plane_area(plane_poly_start, parea, poly_sign, nhi) / np.pi if nhi >= 0 else 0.0
+    ra, xa, ya = _plane_area(plane_poly_start, parea, poly_sign, pcx, pcy, a)
+    rb, xb, yb = _plane_area(plane_poly_start, parea, poly_sign, pcx, pcy, b)
+    ra /= np.pi
+    rb /= np.pi
+    rl = 0.0
+    rh = 0.0
+    if nlo >= 0:
+        rl = _plane_area(plane_poly_start, parea, poly_sign, pcx, pcy, nlo)[0] / np.pi
+    if nhi >= 0:
+        rh = _plane_area(plane_poly_start, parea, poly_sign, pcx, pcy, nhi)[0] / np.pi
     top = max(ra, rb)
     if top <= 0.0:
         return 0.0
+    thick = np.inf
+    for k in (a, b):
+        tk = 0.0
+        for p in range(plane_poly_start[k], plane_poly_start[k + 1]):
+            tk = max(tk, half_thick[p])
+        thick = min(thick, tk)
+    shift = 0.0
+    if thick >= 0.5 * np.sqrt(top):
+        shift = ((xb - xa) ** 2 + (yb - ya) ** 2) / (8.0 * np.sqrt(top))
     ma, mb = _slopes(rl, ra, rb, rh, nlo >= 0, nhi >= 0, h0, h1, h2)
     # the cubic's excess over the larger plane: where top - cubic dips below zero
     _t1, _t2, m = _dip(top - ra, top - rb, -ma * h1, -mb * h1)
     if m >= 0.0:
-        return 0.0
-    return -m / (2.0 * np.sqrt(top))
+        return shift
+    return shift - m / (2.0 * np.sqrt(top))
 
 
 @loop_kernel
@@ -1854,7 +1879,8 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
         # proportion, less still), not worth the search
         reach_l = 0.0
         if not slab and (nlo >= 0 or nhi >= 0):
-            reach_l = _bulge_reach(plane_poly_start, parea, poly_sign, lay)
+            reach_l = _bulge_reach(plane_poly_start, parea, poly_sign, pcx, pcy, half_thick,
+                                   lay)
         bulgy = reach_l > BULGE_MIN_ROWS * row_dy
         # along a scan line a bulge reaches farther than across the outline where the outline
         # runs along x; past a few times the areas' estimate it is another part's business
