@@ -21,7 +21,9 @@ Method (see ``sbrt_qa/dvh/core.py`` for the conventions):
   whole layer), inside neither, and inside one only. There, each point ``(x, y)`` is inside for one
   z-interval ending at the interpolated surface: the zero of a monotone cubic Hermite interpolant
   in z (Fritsch-Carlson limited; three-point slopes from
-  the neighbouring planes of the run, so a ``phi`` quadratic in z is reproduced) of the in-plane
+  the neighbouring planes of the run, so a ``phi`` quadratic in z is reproduced; a plane beyond
+  the layer whose nearest outline is of the other kind, outer or hole, and more than a spacing
+  farther gives none: past a hole's pole it shows the outer outline) of the in-plane
   implicit values ``phi_k(x, y) = s (s + 2 L)``: ``s`` is the signed Euclidean distance to plane
   ``k``'s region (negative inside) and ``L`` the half thickness of the nearest polygon
   (``min(half the smaller bounding-box side, 2 area / perimeter)``; for a hole the roles of inside
@@ -2160,8 +2162,18 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                                 else:
                                     kt[n_k] = min(u / h1, 1.0)
                             else:
-                                kt[n_k] = _surface_t(fv[2], fv[0], fv[1], fv[3], nlo >= 0,
-                                                     nhi >= 0, h0, h1, h2)
+                                # a plane beyond the layer whose nearest outline is of the other
+                                # kind (outer or hole) than the layer's plane next to it, and
+                                # more than a spacing farther, shows another surface: beyond a
+                                # hole that closes past plane b, the distance to the outer
+                                # outline, no trend of the hole's. It gives no slope (a hole that
+                                # opens into a bay, a ring becoming a C, keeps its outline near)
+                                kt[n_k] = _surface_t(
+                                    fv[2], fv[0], fv[1], fv[3],
+                                    nlo >= 0 and ((fs[2] < 0.0) == (fs[0] < 0.0)
+                                                  or abs(fd[2]) <= abs(fd[0]) + h0),
+                                    nhi >= 0 and ((fs[3] < 0.0) == (fs[1] < 0.0)
+                                                  or abs(fd[3]) <= abs(fd[1]) + h2), h0, h1, h2)
                             n_k += 1
                         if pb_ == xn and not wall_hi:
                             kx[n_k] = pb_
