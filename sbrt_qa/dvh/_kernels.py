@@ -51,13 +51,17 @@ Method (see ``sbrt_qa/dvh/core.py`` for the conventions):
   outwards to where it ends (``_bulge``), and the columns of that bulge are histogrammed like
   those under the surface. A 0.5 cc sphere with its equator half-way between planes 3 mm apart
   lost 2.7 % of its volume without them. The search runs only in layers whose section areas
-  (``pi rho^2``, interpolated the same way) say the bulge reaches ``BULGE_MIN_ROWS`` (a large
-  organ's: micrometres), and only where the planes beyond the layer show the same body: the
+  (``pi rho^2``, interpolated the same way), or the half thickness squared of their thickest
+  polygons (a rectangle's area grows with its width, its width squared like a circle's
+  ``rho^2``), say the bulge reaches ``BULGE_MIN_ROWS`` (a large organ's: micrometres), and only where the planes beyond the layer show the same body: the
   point outside them, their outlines near (``_bulge_at``; a small part next to another part on
   the plane below would otherwise bulge over the gap).
-  Not followed: a bulge in rows beyond both outlines' y extent (the top of a section whose edge
-  runs along x: a cylinder lying along x keeps up to 1.4 % low at 3 planes), and the converse,
-  a waist (a section smaller between the planes than on them).
+  Beyond both outlines' y extent no scan line has crossings to start from: there (above a
+  section's flat top, as of a cylinder lying along x; beyond the tip of a round one) the bulge is
+  looked for over the x range of the last row with crossings, in bands a quarter of a row high,
+  outwards until a band shows none (``_bulge_row``; a cylinder r 3 mm lying along x, planes
+  2 mm apart: -1.64 % of its volume without them, -0.76 % with them). Not followed: the
+  converse, a waist (a section smaller between the planes than on them).
 * Each piece of region is split at the grid's x and z nodes. A piece x row band x z-range is one
   *element*, except in *blocks*: where several layers share a z cell of the grid, a whole x cell
   of a row that lies inside every plane of those layers is one element over the cell's z range
@@ -503,6 +507,16 @@ def _plane_area(plane_poly_start, parea, poly_sign, pcx, pcy, k):
 
 
 @inline_kernel
+def _thickest(plane_poly_start, half_thick, k):
+    """Half thickness of plane ``k``'s thickest polygon, mm (0 for no plane, ``k < 0``)."""
+    t = 0.0
+    if k >= 0:
+        for p in range(plane_poly_start[k], plane_poly_start[k + 1]):
+            t = max(t, half_thick[p])
+    return t
+
+
+@inline_kernel
 def _bulge_reach(plane_poly_start, parea, poly_sign, pcx, pcy, half_thick, lay):
     """How far, mm, the section of a layer may pass beyond the larger of its two planes' as a
     whole: interpolating the planes' areas ``pi rho^2`` like the implicit values (the cubic
@@ -530,21 +544,30 @@ def _bulge_reach(plane_poly_start, parea, poly_sign, pcx, pcy, half_thick, lay):
     top = max(ra, rb)
     if top <= 0.0:
         return 0.0
-    thick = np.inf
-    for k in (a, b):
-        tk = 0.0
-        for p in range(plane_poly_start[k], plane_poly_start[k + 1]):
-            tk = max(tk, half_thick[p])
-        thick = min(thick, tk)
+    ta = _thickest(plane_poly_start, half_thick, a)
+    tb = _thickest(plane_poly_start, half_thick, b)
+    thick = min(ta, tb)
     shift = 0.0
     if thick >= 0.5 * np.sqrt(top):
         shift = ((xb - xa) ** 2 + (yb - ya) ** 2) / (8.0 * np.sqrt(top))
     ma, mb = _slopes(rl, ra, rb, rh, nlo >= 0, nhi >= 0, h0, h1, h2)
     # the cubic's excess over the larger plane: where top - cubic dips below zero
     _t1, _t2, m = _dip(top - ra, top - rb, -ma * h1, -mb * h1)
-    if m >= 0.0:
-        return shift
-    return shift - m / (2.0 * np.sqrt(top))
+    grow = 0.0 if m >= 0.0 else -m / (2.0 * np.sqrt(top))
+    # the same through the thickest polygon's half thickness squared: a section whose width
+    # grows while its length does not (a cylinder lying along x: rectangles, their areas linear
+    # in the width, but the width squared quadratic in z)
+    ta *= ta
+    tb *= tb
+    tt = max(ta, tb)
+    if tt > 0.0:
+        tl = _thickest(plane_poly_start, half_thick, nlo) ** 2
+        th = _thickest(plane_poly_start, half_thick, nhi) ** 2
+        ma, mb = _slopes(tl, ta, tb, th, nlo >= 0, nhi >= 0, h0, h1, h2)
+        _t1, _t2, m = _dip(tt - ta, tt - tb, -ma * h1, -mb * h1)
+        if m < 0.0:
+            grow = max(grow, -m / (2.0 * np.sqrt(tt)))
+    return shift + grow
 
 
 @loop_kernel
@@ -622,6 +645,51 @@ def _bulge(n_el, hist, grid, row, cz, fb, geo, lay, j, x_e, dirn, lim, covered_r
                                            z0 + t1 * h1, z0 + t2 * h1, 1.0, 0.0, 0.0, 0.0, 0.0,
                                            moment, v_lo, v_hi)
     return n_el, moment, v_lo, v_hi
+
+
+@loop_kernel
+def _bulge_row(n_el, hist, grid, row, cz, fb, geo, lay, y, x0, x1, piece, covered_row, ex0, ex1,
+               moment, v_lo, v_hi):
+    """The bulge in a band at ``y`` (``row``: its y cell, height and band), beyond both planes'
+    outlines, over ``[x0, x1]`` (the x range of the nearest row with crossings): the columns of
+    :func:`_dip` at pieces at most ``piece`` long, where the planes beyond the layer show the
+    same body (:func:`_bulge_at`) and hold no part of the point (as in :func:`_bulge`). Returns
+    ``n_el``, ``moment``, ``v_lo``, ``v_hi`` updated and whether the band holds any."""
+    # the searches take a scan row (for the planes' crossings: this one is beyond them all) and
+    # place it at row_y0 + (j + 0.5) row_dy: the lattice is shifted to put it at y
+    (points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin, dims, cell_off, seg, seg_v,
+     wall, plane_wall, cell, row0, nrow, row_base, row_off, cross, cross_v, row_y0, row_dy) = geo
+    j = int(np.floor((y - row_y0) / row_dy))
+    geo = (points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin, dims, cell_off, seg,
+           seg_v, wall, plane_wall, cell, row0, nrow, row_base, row_off, cross, cross_v,
+           y - (j + 0.5) * row_dy, row_dy)
+    z0 = lay[4]
+    h1 = lay[7]
+    nlo = lay[2]
+    nhi = lay[3]
+    fv = fb[0]
+    n = max(1, int(np.ceil((x1 - x0) / piece)))
+    found = False
+    for i in range(n):
+        xa = x0 + i * (x1 - x0) / n
+        xb = x1 if i == n - 1 else x0 + (i + 1) * (x1 - x0) / n
+        xm = 0.5 * (xa + xb)
+        skip = False
+        for k in (nlo, nhi):
+            if k >= 0 and _inside_at(geo[13], geo[14], geo[15], geo[16], geo[17], k, j, xm):
+                skip = True
+        if skip:
+            continue
+        t1, t2, f = _bulge_at(fb, geo, lay, xm, j)
+        # a dip within rounding of zero holds no volume
+        if not f < -1e-9 * (1.0 + abs(fv[2]) + abs(fv[3])):
+            continue
+        found = True
+        covered = covered_row and ex0 <= xa and xb <= ex1
+        n_el, moment, v_lo, v_hi = _column(n_el, hist, grid, row, cz, covered, xa, xb, xm,
+                                           z0 + t1 * h1, z0 + t2 * h1, 1.0, 0.0, 0.0, 0.0, 0.0,
+                                           moment, v_lo, v_hi)
+    return n_el, moment, v_lo, v_hi, found
 
 
 @inline_kernel
@@ -2234,6 +2302,36 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                 n_el, moment, v_lo, v_hi = _bulge(
                     n_el, hist, grid, row_t, cz, fb, geo, lay, j, xprev, 1.0, reach_max, row_in,
                     ex0, ex1, moment, v_lo, v_hi)
+        if bulgy:
+            # beyond both outlines' y extent no scan line has crossings to start from: a bulge
+            # there (above a section's flat top, as of a cylinder lying along x; the tip of a
+            # round one) is looked for over the x range of the last row with crossings, in
+            # bands a quarter of a row high from the outlines' extreme y outwards until a band
+            # shows none (it is often thinner than a row)
+            dyb = 0.25 * row_dy
+            n_out = int(np.ceil(reach_max / dyb))
+            for side in range(2):
+                j_edge = jb - 1 if side == 1 else ja
+                y_edge = (max(plane_yhi[a], plane_yhi[b]) if side == 1
+                          else min(plane_ylo[a], plane_ylo[b]))
+                x_l = np.inf
+                x_h = -np.inf
+                for k in (a, b):
+                    if row0[k] <= j_edge < row0[k] + nrow[k]:
+                        r = row_base[k] + j_edge - row0[k]
+                        if row_off[r + 1] > row_off[r]:
+                            x_l = min(x_l, cross[row_off[r]])
+                            x_h = max(x_h, cross[row_off[r + 1] - 1])
+                if not x_h > x_l:
+                    continue
+                for step in range(n_out):
+                    yr = y_edge + (step + 0.5) * dyb * (1.0 if side == 1 else -1.0)
+                    iy0, iy1, ty, sy = _axis(ys, _right(ys, yr), yr)
+                    n_el, moment, v_lo, v_hi, found = _bulge_row(
+                        n_el, hist, grid, (iy0, iy1, ty, sy, dyb, dyb), cz, fb, geo, lay,
+                        yr, x_l, x_h, row_dy, ey0 <= yr <= ey1, ex0, ex1, moment, v_lo, v_hi)
+                    if not found:
+                        break
     _tally_run(elems, n_el, acc, ramp2, step1, lo, hi, bin_width, inv_bw)
     acc[2] += moment
     _update(acc, v_lo)
