@@ -648,21 +648,24 @@ def _bulge(n_el, hist, grid, row, cz, fb, geo, lay, j, x_e, dirn, lim, covered_r
 
 
 @loop_kernel
-def _bulge_row(n_el, hist, grid, row, cz, fb, geo, lay, y, x0, x1, piece, covered_row, ex0, ex1,
-               moment, v_lo, v_hi):
+def _bulge_row(n_el, hist, grid, row, cz, fb, geo, lay, y, j, j_edge, in_edge, x0, x1, piece,
+               covered_row, ex0, ex1, moment, v_lo, v_hi):
     """The bulge in a band at ``y`` (``row``: its y cell, height and band), beyond both planes'
-    outlines, over ``[x0, x1]`` (the x range of the nearest row with crossings): the columns of
-    :func:`_dip` at pieces at most ``piece`` long, where the planes beyond the layer show the
-    same body (:func:`_bulge_at`) and hold no part of the point (as in :func:`_bulge`). Returns
-    ``n_el``, ``moment``, ``v_lo``, ``v_hi`` updated and whether the band holds any."""
-    # the searches take a scan row (for the planes' crossings: this one is beyond them all) and
-    # place it at row_y0 + (j + 0.5) row_dy: the lattice is shifted to put it at y
+    outlines, over ``[x0, x1]`` (the x range of row ``j_edge``, the nearest with crossings): the
+    columns of :func:`_dip` at pieces at most ``piece`` long, where the planes beyond the layer
+    show the same body (:func:`_bulge_at`) and hold no part of the point (as in :func:`_bulge`).
+    ``j``: a scan row beyond both planes' rows, for their crossings. A band within row
+    ``j_edge``'s (``in_edge``) searches only where that row is inside a or b: its stretches
+    outside both are :func:`_bulge`'s, over the whole row. Returns ``n_el``, ``moment``,
+    ``v_lo``, ``v_hi`` updated and whether the band holds any."""
+    # the searches place row j at row_y0 + (j + 0.5) row_dy: the lattice is shifted to put it at y
     (points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin, dims, cell_off, seg, seg_v,
      wall, plane_wall, cell, row0, nrow, row_base, row_off, cross, cross_v, row_y0, row_dy) = geo
-    j = int(np.floor((y - row_y0) / row_dy))
     geo = (points_xy, poly_offsets, poly_of_v, half_thick, poly_sign, origin, dims, cell_off, seg,
            seg_v, wall, plane_wall, cell, row0, nrow, row_base, row_off, cross, cross_v,
            y - (j + 0.5) * row_dy, row_dy)
+    a = lay[0]
+    b = lay[1]
     z0 = lay[4]
     h1 = lay[7]
     nlo = lay[2]
@@ -674,9 +677,10 @@ def _bulge_row(n_el, hist, grid, row, cz, fb, geo, lay, y, x0, x1, piece, covere
         xa = x0 + i * (x1 - x0) / n
         xb = x1 if i == n - 1 else x0 + (i + 1) * (x1 - x0) / n
         xm = 0.5 * (xa + xb)
-        skip = False
+        skip = in_edge and not (_inside_at(row0, nrow, row_base, row_off, cross, a, j_edge, xm)
+                                or _inside_at(row0, nrow, row_base, row_off, cross, b, j_edge, xm))
         for k in (nlo, nhi):
-            if k >= 0 and _inside_at(geo[13], geo[14], geo[15], geo[16], geo[17], k, j, xm):
+            if k >= 0 and _inside_at(row0, nrow, row_base, row_off, cross, k, j, xm):
                 skip = True
         if skip:
             continue
@@ -2324,12 +2328,16 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                             x_h = max(x_h, cross[row_off[r + 1] - 1])
                 if not x_h > x_l:
                     continue
+                # a row beyond both planes' rows, for their crossings; row j_edge's band
+                j_look = jb if side == 1 else ja - 1
+                e_lo = row_y0 + j_edge * row_dy
                 for step in range(n_out):
                     yr = y_edge + (step + 0.5) * dyb * (1.0 if side == 1 else -1.0)
                     iy0, iy1, ty, sy = _axis(ys, _right(ys, yr), yr)
                     n_el, moment, v_lo, v_hi, found = _bulge_row(
-                        n_el, hist, grid, (iy0, iy1, ty, sy, dyb, dyb), cz, fb, geo, lay,
-                        yr, x_l, x_h, row_dy, ey0 <= yr <= ey1, ex0, ex1, moment, v_lo, v_hi)
+                        n_el, hist, grid, (iy0, iy1, ty, sy, dyb, dyb), cz, fb, geo, lay, yr,
+                        j_look, j_edge, e_lo <= yr <= e_lo + row_dy, x_l, x_h, row_dy,
+                        ey0 <= yr <= ey1, ex0, ex1, moment, v_lo, v_hi)
                     if not found:
                         break
     _tally_run(elems, n_el, acc, ramp2, step1, lo, hi, bin_width, inv_bw)
