@@ -60,7 +60,7 @@ Method (see ``sbrt_qa/dvh/core.py`` for the conventions):
   section's flat top, as of a cylinder lying along x; beyond the tip of a round one) the bulge is
   looked for over the x range of the last row with crossings, in bands a quarter of a row high,
   outwards until a band shows none (``_bulge_row``; a cylinder r 3 mm lying along x, planes
-  2 mm apart: -1.64 % of its volume without them, -0.76 % with them). Not followed: the
+  2 mm apart: -1.64 % of its volume without them, -0.86 % with them). Not followed: the
   converse, a waist (a section smaller between the planes than on them).
 * Each piece of region is split at the grid's x and z nodes. A piece x row band x z-range is one
   *element*, except in *blocks*: where several layers share a z cell of the grid, a whole x cell
