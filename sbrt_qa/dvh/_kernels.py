@@ -53,7 +53,8 @@ Method (see ``sbrt_qa/dvh/core.py`` for the conventions):
   lost 2.7 % of its volume without them. The search runs only in layers whose section areas
   (``pi rho^2``, interpolated the same way), or the half thickness squared of their thickest
   polygons (a rectangle's area grows with its width, its width squared like a circle's
-  ``rho^2``), say the bulge reaches ``BULGE_MIN_ROWS`` (a large organ's: micrometres), and only where the planes beyond the layer show the same body: the
+  ``rho^2``), say the bulge reaches ``BULGE_MIN_ROWS`` (a large organ's: micrometres), and only
+  where the planes beyond the layer show the same body: the
   point outside them, their outlines near (``_bulge_at``; a small part next to another part on
   the plane below would otherwise bulge over the gap).
   Beyond both outlines' y extent no scan line has crossings to start from: there (above a
@@ -584,6 +585,16 @@ def _bulge_reach(plane_poly_start, parea, poly_sign, pcx, pcy, half_thick, lay):
     return shift + grow
 
 
+@inline_kernel
+def _inside_beyond(geo, nlo, nhi, j, x):
+    """Whether ``x`` on row ``j`` is inside either plane beyond the layer (``nlo``, ``nhi``; -1:
+    none): there a dip of the cubic is only its overshoot, no bulge (:func:`_bulge`)."""
+    for k in (nlo, nhi):
+        if k >= 0 and _inside_at(geo[13], geo[14], geo[15], geo[16], geo[17], k, j, x):
+            return True
+    return False
+
+
 @loop_kernel
 def _bulge(n_el, hist, grid, row, cz, fb, geo, lay, j, x_e, dirn, lim, covered_row, ex0, ex1,
            moment, v_lo, v_hi):
@@ -605,9 +616,8 @@ def _bulge(n_el, hist, grid, row, cz, fb, geo, lay, j, x_e, dirn, lim, covered_r
     row_dy = row[4]
     a, b, nlo, nhi, z0, z1, h0, h1, h2 = lay
     x_out = x_e + dirn * 1e-6 * row_dy
-    for k in (nlo, nhi):
-        if k >= 0 and _inside_at(geo[13], geo[14], geo[15], geo[16], geo[17], k, j, x_out):
-            return n_el, moment, v_lo, v_hi
+    if _inside_beyond(geo, nlo, nhi, j, x_out):
+        return n_el, moment, v_lo, v_hi
     _t1, _t2, f_in = _bulge_at(fb, geo, lay, x_e, j)
     # a dip within rounding of zero holds no volume
     if not f_in < -1e-9 * (1.0 + abs(fb[0][2]) + abs(fb[0][3])):
@@ -693,10 +703,7 @@ def _bulge_row(n_el, hist, grid, row, cz, fb, geo, lay, y, j, j_edge, in_edge, x
         xm = 0.5 * (xa + xb)
         skip = in_edge and not (_inside_at(row0, nrow, row_base, row_off, cross, a, j_edge, xm)
                                 or _inside_at(row0, nrow, row_base, row_off, cross, b, j_edge, xm))
-        for k in (nlo, nhi):
-            if k >= 0 and _inside_at(row0, nrow, row_base, row_off, cross, k, j, xm):
-                skip = True
-        if skip:
+        if skip or _inside_beyond(geo, nlo, nhi, j, xm):
             continue
         t1, t2, f = _bulge_at(fb, geo, lay, xm, j)
         # a dip within rounding of zero holds no volume
