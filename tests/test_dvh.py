@@ -310,6 +310,27 @@ def test_many_planes_per_dose_cell_against_the_analytic_truth(axis, interpolate)
     ph.assert_close(d, truth, f"cylinder 1 mm planes, 5 mm z grid, axis {axis}")
 
 
+@pytest.mark.parametrize("interpolate", [False, True])
+def test_a_box_whose_sides_lie_on_grid_lines_is_exact(interpolate):
+    # 2 mm planes on a 2.5 mm grid, sides on grid lines: every element of a layer range is a
+    # whole cell of a block, none ends on an outline. Such a range once returned extremes of
+    # -inf / +inf, and the DVH failed with an OverflowError
+    n_planes = 90  # several layer ranges (core.chunk_count)
+    z = -89.0 + 2.0 * np.arange(n_planes)
+    square = np.array([[-10.0, -7.5], [10.0, -7.5], [10.0, 7.5], [-10.0, 7.5]])
+    p = ph.Phantom("box", z, 2.0, tuple((k, square, 1) for k in range(n_planes)))
+    f = ph.LinearField(0, 1.0, 25.0, 0.0)
+    grid = ph.dose_grid(f, p.bounds_mm, (2.5, 2.5, 2.5), margin_mm=5.0, shift_mm=(0.0, 0.0, 0.0))
+    truth = ph.linear_truth(p, f, grid)
+    d = dvh_of(p, grid, interpolate=interpolate)
+    assert truth.volume_cc == pytest.approx(20.0 * 15.0 * 180.0 / 1000.0)
+    assert d.volume_cc == pytest.approx(truth.volume_cc, rel=1e-9)
+    assert d.dmin_gy == pytest.approx(15.0, abs=1e-9)
+    assert d.dmax_gy == pytest.approx(35.0, abs=1e-9)
+    assert d.dmean_gy == pytest.approx(25.0, abs=1e-9)
+    ph.assert_close(d, truth, f"box on grid lines, interpolate={interpolate}")
+
+
 def test_polygon_order_does_not_matter():
     p, grid, _ = ph.case("tube", "gaussian")
     s = p.structure()

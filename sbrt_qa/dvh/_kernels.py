@@ -2364,8 +2364,11 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                         break
     _tally_run(elems, n_el, acc, ramp2, step1, lo, hi, bin_width, inv_bw)
     acc[2] += moment
-    _update(acc, v_lo)
-    _update(acc, v_hi)
+    # (none when every element of these layers was a whole cell of a block: a box whose sides
+    # lie on grid lines; +-inf here would be taken as its extremes)
+    if v_lo <= v_hi:
+        _update(acc, v_lo)
+        _update(acc, v_hi)
     # surface-exact extremes, after the elements so that their centres prune most cells: a slab's
     # region at its ends and at the z nodes inside it; a plane's region on the plane; nodes inside
     # both planes at the z nodes between them
