@@ -331,6 +331,49 @@ def test_a_box_whose_sides_lie_on_grid_lines_is_exact(interpolate):
     ph.assert_close(d, truth, f"box on grid lines, interpolate={interpolate}")
 
 
+@pytest.mark.parametrize("y0, y1", [(1.25, 3.75), (1.0, 3.75), (0.1, 3.0), (1.6, 4.4)])
+def test_a_polygon_a_few_rows_high_keeps_its_area(y0, y1):
+    # a large plane sets the scan rows (1.5 mm on a 3 mm grid); the 10 mm wide rectangle on the
+    # next plane spans a row or two, its flat top and bottom in bands whose centres miss it. Their
+    # areas go to the rows that cross it (_row_weights); counted twice, they once tripped that
+    # function's consistency test, and the plain scan lines lost up to 40 % of its area
+    big = np.array([[-25.0, -37.5], [25.0, -37.5], [25.0, 42.5], [-25.0, 42.5]])
+    small = np.array([[-5.0, y0], [5.0, y0], [5.0, y1], [-5.0, y1]])
+    s = Structure.from_polygons("flat tops", [(16.0, big), (18.0, small), (20.0, small)])
+    f = ph.LinearField(2, 1.0, 25.0, 0.0)
+    grid = ph.dose_grid(f, [[-30, 30], [-40, 45], [14, 22]], (3.0, 3.0, 3.0), margin_mm=6.0,
+                        shift_mm=(0.0, 0.0, 0.0))
+    d = dvh_of(s, grid, interpolate=False)
+    exact = (50.0 * 80.0 + 2 * 10.0 * (y1 - y0)) * 2.0 / 1000.0
+    assert d.volume_cc == pytest.approx(exact, rel=1e-9)
+    assert d.dmean_gy == pytest.approx(f(0.0, 0.0, 18.0) - (50.0 * 80.0 - 10.0 * (y1 - y0))
+                                       * 2.0 * 2.0 / 1000.0 / exact, abs=1e-6)
+
+
+@pytest.mark.parametrize("interpolate", [False, True])
+def test_a_hole_between_scan_rows_takes_its_volume_and_dose_away(interpolate):
+    # 2.5 mm rows (centres at 1.25 + 2.5 j): the hole, y 1.5 to 3.5, lies between two of them,
+    # and so does the island with a hole of its own. The hole's area once counted as an extra
+    # element at its centroid: +2 x its volume, and its dose (a peak in it) as the region's Dmax
+    square = np.array([[-20.0, -20.0], [20.0, -20.0], [20.0, 20.0], [-20.0, 20.0]])
+    hole = np.array([[-5.0, 1.5], [5.0, 1.5], [5.0, 3.5], [-5.0, 3.5]])
+    island = np.array([[25.0, 1.5], [35.0, 1.5], [35.0, 3.5], [25.0, 3.5]])
+    island_hole = np.array([[28.0, 2.0], [30.0, 2.0], [30.0, 3.0], [28.0, 3.0]])
+    z = np.arange(-6.0, 6.1, 2.0)
+    s = Structure.from_polygons("thin hole", [(zk, p) for zk in z
+                                              for p in (square, hole, island, island_hole)])
+    f = ph.ConeField((0.0, 2.5, 0.0), 50.0, 3.0)
+    grid = ph.dose_grid(f, [[-25, 40], [-25, 25], [-8, 8]], (2.5, 2.5, 2.5), margin_mm=5.0,
+                        shift_mm=(0.0, 0.0, 0.0))
+    d = dvh_of(s, grid, interpolate=interpolate)
+    area = 40.0 * 40.0 - 10.0 * 2.0 + 10.0 * 2.0 - 2.0 * 1.0
+    assert d.volume_cc == pytest.approx(area * z.size * 2.0 / 1000.0, rel=1e-9)
+    # the region's hottest points: the hole's edges, 1 mm from the peak (a grid node)
+    edge = ph.grid_dose_fn(grid)(np.array([0.0]), np.array([1.5]), np.array([0.0]))[0]
+    assert d.dmax_gy == pytest.approx(edge, abs=1e-6)
+    assert d.dmax_gy < f(0.0, 2.5, 0.0) - 2.0
+
+
 def test_polygon_order_does_not_matter():
     p, grid, _ = ph.case("tube", "gaussian")
     s = p.structure()
@@ -582,6 +625,7 @@ def test_axis_lookups_equal_searchsorted_on_uniform_uneven_and_short_axes():
     # _right/_left replace np.searchsorted on grid axes (a guess from the mean spacing, then a
     # walk): they must agree exactly, on nodes, between them, and far outside
     from sbrt_qa.dvh._kernels import _left, _right
+    from sbrt_qa.geometry._kernels import _first_not_below
 
     rng = np.random.default_rng(3)
     axes = [np.array([5.0]), np.array([-1.0, 2.0]), -132.5 + 2.5 * np.arange(107),
@@ -592,6 +636,12 @@ def test_axis_lookups_equal_searchsorted_on_uniform_uneven_and_short_axes():
         for v in queries:
             assert _right(c, v) == np.searchsorted(c, v, side="right"), (c.size, v)
             assert _left(c, v) == np.searchsorted(c, v, side="left"), (c.size, v)
+            assert _first_not_below(c, v) == np.searchsorted(c, v, side="left"), (c.size, v)
+    # the scan-line tables' version also takes an empty array and equal lines
+    assert _first_not_below(np.empty(0), 1.0) == 0
+    c = np.array([1.0, 2.0, 2.0, 2.0, 3.0])
+    for v in (0.0, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0):
+        assert _first_not_below(c, v) == np.searchsorted(c, v, side="left")
 
 
 def test_cumulative_curve_equals_the_numpy_expression_and_brick_ranges_hold_the_box():

@@ -8,6 +8,26 @@ from .._jit import inline_kernel, kernel
 
 
 @inline_kernel
+def _first_not_below(ly, v):
+    """``np.searchsorted(ly, v, side="left")`` on the ascending array ``ly``: a guess from its
+    mean spacing, then a walk; one step on the uniform lines of a grid or of the scan rows, where
+    numba's binary search (not inlined) took 5 % of a structure's DVH time."""
+    n = ly.size
+    g = 0
+    if n > 1 and ly[n - 1] > ly[0]:
+        u = (v - ly[0]) * (n - 1) / (ly[n - 1] - ly[0])
+        if u >= float(n):
+            g = n
+        elif u > 0.0:
+            g = int(u)
+    while g > 0 and ly[g - 1] >= v:
+        g -= 1
+    while g < n and ly[g] < v:
+        g += 1
+    return g
+
+
+@inline_kernel
 def _line_crossings(points_xy, poly_offsets, plane_poly_start, ly, line0, base, fill, cross,
                     cross_v, count_only):
     """The crossings of every edge with the lines ``ly``: counted into ``fill[r + 1]`` (line
@@ -24,8 +44,8 @@ def _line_crossings(points_xy, poly_offsets, plane_poly_start, ly, line0, base, 
                 yb = points_xy[w, 1]
                 if ya == yb:
                     continue
-                ia = np.searchsorted(ly, min(ya, yb), side="left")
-                ib = np.searchsorted(ly, max(ya, yb), side="left")
+                ia = _first_not_below(ly, min(ya, yb))
+                ib = _first_not_below(ly, max(ya, yb))
                 for i in range(ia, ib):
                     r = base[k] + i - line0[k]
                     if count_only:
@@ -54,8 +74,8 @@ def plane_lines(points_xy, poly_offsets, plane_poly_start, ly):
         for v in range(poly_offsets[plane_poly_start[k]], poly_offsets[plane_poly_start[k + 1]]):
             ylo = min(ylo, points_xy[v, 1])
             yhi = max(yhi, points_xy[v, 1])
-        i0 = np.searchsorted(ly, ylo, side="left")
-        i1 = np.searchsorted(ly, yhi, side="left")
+        i0 = _first_not_below(ly, ylo)
+        i1 = _first_not_below(ly, yhi)
         line0[k] = i0
         nline[k] = max(i1 - i0, 0)
         base[k + 1] = base[k] + nline[k]
