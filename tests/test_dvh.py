@@ -110,6 +110,32 @@ def test_partly_outside_the_grid_is_reported_not_rescaled(axis):
                     check_volume=False)
 
 
+@pytest.mark.parametrize("interpolate", [False, True])
+@pytest.mark.parametrize("min_rows", [1, 16, 24])
+@pytest.mark.parametrize("side", ["low", "high"])
+def test_the_cover_ends_inside_a_row_band(side, min_rows, interpolate):
+    # the grid's cover ends half a spacing beyond its last y node: on 1 (or any odd number of)
+    # rows per spacing, at a band's centre. That band's part beyond the cover once counted as
+    # covered, at the dose of the last nodes: 10 % of this covered volume too much
+    half = 10.0
+    square = np.array([[-half, -half], [half, -half], [half, half], [-half, half]])
+    z = np.arange(-6.0, 6.1, 2.0)
+    s = Structure.from_polygons("cut", [(zk, square) for zk in z])
+    f = ph.LinearField(0, 1.0, 25.0, 0.0)
+    y = np.arange(0.0, 20.1, 2.5) if side == "low" else np.arange(-20.0, 0.1, 2.5)
+    x = np.arange(-15.0, 15.1, 2.5)
+    zz = np.arange(-10.0, 10.1, 2.5)
+    grid = DoseGrid(np.ascontiguousarray(f(*np.meshgrid(x, y, zz, indexing="ij")).transpose(2, 1, 0)),
+                    x, y, zz)
+    d = dvh_of(s, grid, interpolate=interpolate, min_rows=min_rows)
+    covered_y = half - (-1.25) if side == "low" else 1.25 - (-half)
+    exact = 2 * half * 2 * half * z.size * 2.0 / 1000.0
+    assert d.volume_cc == pytest.approx(exact, rel=1e-9)
+    assert d.covered_volume_cc == pytest.approx(exact * covered_y / (2 * half), rel=1e-9)
+    assert d.dmean_gy == pytest.approx(25.0, abs=1e-9)
+    assert [x.code for x in d.findings] == ["structure_outside_dose_grid"]
+
+
 def test_entirely_outside_the_grid():
     p = ph.sphere(5.0, (100.0, 0.0, 0.0), spacing=2.5)
     f = ph.LinearField(0, 1.0, 25.0)

@@ -2024,9 +2024,24 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
         # along a scan line a bulge reaches farther than across the outline where the outline
         # runs along x; past a few times the areas' estimate it is another part's business
         reach_max = min(BULGE_REACH_ROWS * row_dy, 8.0 * reach_l + row_dy)
-        for j in range(ja, jb):
+        for jj in range(2 * ja, 2 * jb):
+            # each row once; a row whose band the grid's cover ends in (its centre on the cover's
+            # edge, half a grid spacing beyond the last nodes) twice: the part inside, then the
+            # part outside, its volume to the uncovered
+            j = jj >> 1
             yr = row_y0 + (j + 0.5) * row_dy
             row_in = ey0 <= yr <= ey1
+            f_in = min(max((min(yr + 0.5 * row_dy, ey1) - max(yr - 0.5 * row_dy, ey0)) / row_dy,
+                           0.0), 1.0)
+            cover = 1.0
+            outside_pass = (jj & 1) == 1
+            if outside_pass:
+                if not (row_in and f_in < 1.0):
+                    continue
+                row_in = False
+                cover = 1.0 - f_in
+            elif row_in:
+                cover = f_in
             # a row band reaching past the outline spreads dose only over the part inside
             band = min(row_dy, 2.0 * (yr - ylo), 2.0 * (yhi - yr))
             iy0, iy1, ty, sy = _axis(ys, _right(ys, yr), yr)
@@ -2046,6 +2061,8 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                 qb = row_off[r]
                 eb = row_off[r + 1]
                 wb = wrow[r]
+            wa *= cover
+            wb *= cover
             # band-area weights (_row_weights), linear in z between the planes
             w_cov = 0.0
             for q in range(n_lz):
@@ -2119,6 +2136,8 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                     uniform = uniform and w_a == w_first and w_b == w_first
                     yb_lo = min(yb_lo, plane_ylo[ka], plane_ylo[kb])
                     yb_hi = max(yb_hi, plane_yhi[ka], plane_yhi[kb])
+                wz *= cover
+                wzz *= cover
                 bband = min(row_dy, 2.0 * (yr - yb_lo), 2.0 * (yb_hi - yr))
                 zcb = 0.5 * (zb0 + zb1)
                 if not uniform and wz > 0.0:
@@ -2361,7 +2380,7 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                                 n_el, hist, grid, (iy0, iy1, ty, sy, row_dy, band), cz, covered,
                                 xs0, xs1, xc, c0, c1, wd, c_s0, c_s1, s_lo, s_hi, moment, v_lo,
                                 v_hi)
-                if bulgy and not in_a and not in_b:
+                if bulgy and not in_a and not in_b and not outside_pass:
                     # outside both planes: the bulges beyond the outlines at its two ends
                     lim = min(0.5 * (xn - xprev), reach_max) if seen else reach_max
                     if seen and not _face(wall_prev, prev_from_a):
@@ -2383,7 +2402,7 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
                 wall_prev = wall_n
                 prev_from_a = from_a
                 seen = True
-            if bulgy and seen and not _face(wall_prev, prev_from_a):
+            if bulgy and seen and not outside_pass and not _face(wall_prev, prev_from_a):
                 n_el, moment, v_lo, v_hi = _bulge(
                     n_el, hist, grid, row_t, cz, fb, geo, lay, j, xprev, 1.0, reach_max, row_in,
                     ex0, ex1, moment, v_lo, v_hi)
