@@ -2030,9 +2030,10 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
             # part outside, its volume to the uncovered
             j = jj >> 1
             yr = row_y0 + (j + 0.5) * row_dy
-            row_in = ey0 <= yr <= ey1
             f_in = min(max((min(yr + 0.5 * row_dy, ey1) - max(yr - 0.5 * row_dy, ey0)) / row_dy,
                            0.0), 1.0)
+            # (by the part inside, not the centre: a centre on the edge may round either way)
+            row_in = f_in > 0.0
             cover = 1.0
             outside_pass = (jj & 1) == 1
             if outside_pass:

@@ -20,8 +20,10 @@ Shape between planes (default: ``interpolate=True``)
 In-plane
     Scan lines with exact even-odd x-intervals (islands and holes), ``rows`` lines per dose-grid
     row spacing chosen so that the structure spans at least ``min_rows`` lines (adaptive to
-    size), at most ``MAX_ROW_SUBDIVISION`` per grid row; each line weighted by the exact area of
-    its band, so contour areas are exact.
+    size), at most ``MAX_ROW_SUBDIVISION`` per grid row, and an even number where the grid's
+    cover ends inside the structure's y range (the cover's edge is then a band's edge); each line
+    weighted by the exact area of its band, so contour areas are exact. A polygon between two
+    lines is one element at its centroid, a hole there a cut in its band's weights.
 Dose
     Trilinear interpolation of the grid, exact for fields linear within a cell. Within the covered
     region (grid nodes +- half a voxel) the dose beyond the outermost nodes is held constant.
@@ -395,6 +397,15 @@ def dvh_of_structure(structure: Structure, dose: DoseGrid, *,
     k = 1
     if extent_y > 0:
         k = int(min(MAX_ROW_SUBDIVISION, max(1, math.ceil(min_rows * dy / extent_y))))
+    # the grid covers half a spacing beyond its last y nodes: on an odd number of rows per
+    # spacing that is a band's centre, and a band's part inside is known only as a fraction of
+    # its height (a cap of a round section cut there: 2.6 % of its covered volume). On an even
+    # number the cover ends between two bands
+    y_lo = float(points[:, 1].min())
+    y_hi = float(points[:, 1].max())
+    ey0, ey1 = (float(v) for v in dose.extent_mm[1])
+    if k % 2 == 1 and (y_lo < ey0 < y_hi or y_lo < ey1 < y_hi):
+        k += 1
     row_dy = dy / k
     row_y0 = float(ys[0])
     gmin, gmax = _local_dose_range(dose, points, float(lo[0]), float(hi[-1]))
