@@ -377,6 +377,28 @@ def test_no_structure_set(tmp_path, gaussian_grid):
         load_plan(folder)
 
 
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf"])
+def test_a_contour_value_that_is_not_a_number_is_an_error(tmp_path, rtstruct_template,
+                                                          gaussian_grid, bad):
+    # not valid DICOM, but it parses as a float: the engine would get NaN vertices
+    folder, uids = new_folder(tmp_path, rtstruct_template)
+    ds = pydicom.dcmread(folder / "RS.dcm")
+    item = ds.ROIContourSequence[0].ContourSequence[2]
+    values = [str(v) for v in item.ContourData]
+    values[4] = bad
+    mode = pydicom.config.settings.writing_validation_mode
+    pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
+    try:
+        with pytest.warns(UserWarning, match="Invalid value for VR DS"):
+            item["ContourData"].value = values
+        ds.save_as(folder / "RS.dcm")
+    finally:
+        pydicom.config.settings.writing_validation_mode = mode
+    write_plan(folder, gaussian_grid, uids)
+    with pytest.raises(DicomError, match=r"RS\.dcm.*ContourData \(3006,0050\).*'PTV'.*finite"):
+        load_plan(folder)
+
+
 def test_not_a_folder(tmp_path):
     with pytest.raises(DicomError, match="not a folder"):
         load_plan(tmp_path / "missing")

@@ -427,6 +427,58 @@ def test_a_hole_between_scan_rows_takes_its_volume_and_dose_away(interpolate):
     assert d.dmax_gy < f(0.0, 2.5, 0.0) - 2.0
 
 
+def _rect(x0, x1, y0, y1):
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+
+
+@pytest.mark.parametrize("interpolate", [False, True])
+@pytest.mark.parametrize("case, area", [
+    # a hole between rows holding an island between rows (the hole's centroid lies in the
+    # island): -hole +island
+    ("nested", 100.0 - 8.0 * 0.9 + 2.0 * 0.6),
+    # a C-shaped outline between rows holding a C-shaped hole, whose centroid lies in the
+    # outline's notch: the hole was not found to be in it
+    ("c_shapes", 5.8 - 1.9),
+])
+def test_thin_holes_find_the_polygon_they_are_in(case, area, interpolate):
+    # rows at y = j + 0.5 (1 mm grid, one row per spacing): every polygon but the square lies
+    # between two of them
+    if case == "nested":
+        polys = [_rect(0, 10, 0, 10), _rect(1, 9, 3.55, 4.45), _rect(4, 6, 3.7, 4.3)]
+    else:
+        polys = [np.array([[0, 0.55], [10, 0.55], [10, 0.8], [2, 0.8], [2, 1.2], [10, 1.2],
+                           [10, 1.45], [0, 1.45]]),
+                 np.array([[1, 0.6], [9, 0.6], [9, 0.7], [1.5, 0.7], [1.5, 1.3], [9, 1.3],
+                           [9, 1.4], [1, 1.4]])]
+    z = [0.0, 2.0, 4.0]
+    s = Structure.from_polygons(case, [(zk, np.asarray(p, dtype=float)) for zk in z
+                                       for p in polys])
+    x = np.arange(-3.0, 14.0)
+    y = np.arange(-3.0, 14.0)
+    zz = np.arange(-3.0, 8.0)
+    dose = np.ascontiguousarray(np.broadcast_to(20.0 + 0.5 * x[None, None, :],
+                                                (zz.size, y.size, x.size)))
+    d = dvh_of(s, DoseGrid(dose, x, y, zz), interpolate=interpolate, min_rows=0)
+    assert d.volume_cc == pytest.approx(area * 6.0 / 1000.0, rel=1e-9)
+
+
+def test_a_structure_ending_on_the_cover_edge_is_covered():
+    # the cover starts at y = -1.25 (half a spacing below the first node), where this box
+    # starts too: on one row per spacing the row centred there once lost half its band
+    box = _rect(0.0, 100.0, -1.25, 98.75)
+    s = Structure.from_polygons("box", [(zk, box) for zk in (0.0, 2.0, 4.0)])
+    x = np.arange(-5.0, 106.0, 2.5)
+    y = np.arange(0.0, 100.1, 2.5)
+    zz = np.arange(-5.0, 10.0, 2.5)
+    dose = np.ascontiguousarray(np.broadcast_to(20.0 + 0.1 * x[None, None, :],
+                                                (zz.size, y.size, x.size)))
+    for interpolate in (False, True):
+        d = dvh_of(s, DoseGrid(dose, x, y, zz), interpolate=interpolate, min_rows=16)
+        assert d.covered_volume_cc == pytest.approx(60.0, rel=1e-9)
+        assert d.volume_cc == pytest.approx(60.0, rel=1e-9)
+        assert "structure_outside_dose_grid" not in [f.code for f in d.findings]
+
+
 def test_polygon_order_does_not_matter():
     p, grid, _ = ph.case("tube", "gaussian")
     s = p.structure()

@@ -138,6 +138,9 @@ def _polygons(raws: list[bytes], name: str, path: str, findings: list[Finding]):
     if values.size != lengths.sum() or np.any(lengths % 3):
         raise DicomError(f"contour of ROI {name!r} does not hold x\\y\\z triplets", path=path,
                          tag=tag_name("ContourData"))
+    if not np.all(np.isfinite(values)):
+        raise DicomError(f"contour of ROI {name!r} holds a value that is not a finite number "
+                         "(NaN or infinity)", path=path, tag=tag_name("ContourData"))
     out = []
     start = 0
     non_planar = 0

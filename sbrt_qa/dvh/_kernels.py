@@ -744,23 +744,6 @@ def _zcells(zs, z0, z1, zi0, zi1, zt, zsc, zh):
 
 
 @inline_kernel
-def _in_polygon(points_xy, poly_offsets, q, x, y):
-    """Whether ``(x, y)`` lies inside polygon ``q`` (even-odd, a ray towards +x)."""
-    a = poly_offsets[q]
-    b = poly_offsets[q + 1]
-    inside = False
-    for v in range(a, b):
-        w = v + 1 if v + 1 < b else a
-        ya = points_xy[v, 1]
-        yb = points_xy[w, 1]
-        if (ya <= y < yb) or (yb <= y < ya):
-            xa = points_xy[v, 0]
-            if xa + (y - ya) * (points_xy[w, 0] - xa) / (yb - ya) > x:
-                inside = not inside
-    return inside
-
-
-@inline_kernel
 def _row_at_or_above(row_y0, row_dy, v):
     """Smallest ``j`` whose row centre ``row_y0 + (j + 0.5) * row_dy`` is ``>= v``."""
     j = int(np.ceil((v - row_y0) / row_dy - 0.5))
@@ -966,6 +949,23 @@ def _node_extremes(line0, nline, base, off, cross, ka, kb, z, dose, xs, zs, acc)
             xprev = xn
 
 
+@inline_kernel
+def _in_polygon(points_xy, poly_offsets, q, x, y):
+    """Whether ``(x, y)`` lies inside polygon ``q`` (even-odd, a ray towards +x)."""
+    a = poly_offsets[q]
+    b = poly_offsets[q + 1]
+    inside = False
+    for v in range(a, b):
+        w = v + 1 if v + 1 < b else a
+        ya = points_xy[v, 1]
+        yb = points_xy[w, 1]
+        if (ya <= y < yb) or (yb <= y < ya):
+            xa = points_xy[v, 0]
+            if xa + (y - ya) * (points_xy[w, 0] - xa) / (yb - ya) > x:
+                inside = not inside
+    return inside
+
+
 @kernel
 def _polygon_table(points_xy, poly_offsets, plane_poly_start):
     """Per polygon: half thickness ``L``, sign (+1 outer, -1 hole), area, centroid, y range, and
@@ -1036,17 +1036,8 @@ def _polygon_table(points_xy, poly_offsets, plane_poly_start):
             for q in range(p0, p1):
                 if q == p or py < ylo[q] or py > yhi[q]:
                     continue
-                a = poly_offsets[q]
-                b = poly_offsets[q + 1]
-                for v in range(a, b):
-                    w = v + 1 if v + 1 < b else a
-                    ya = points_xy[v, 1]
-                    yb = points_xy[w, 1]
-                    if (ya <= py < yb) or (yb <= py < ya):
-                        xa = points_xy[v, 0]
-                        xc = xa + (py - ya) * (points_xy[w, 0] - xa) / (yb - ya)
-                        if xc > px:
-                            inside = not inside
+                if _in_polygon(points_xy, poly_offsets, q, px, py):
+                    inside = not inside
             if inside:
                 sign[p] = -1.0
     for p in range(plane_poly_start[0], plane_poly_start[plane_poly_start.size - 1]):
@@ -1857,12 +1848,16 @@ def structure_tables(points_xy, poly_offsets, plane_poly_start, layer_a, layer_b
         for h in range(plane_poly_start[k], plane_poly_start[k + 1]):
             if not (thin[h] and poly_sign[h] < 0.0):
                 continue
+            # the innermost thin outline holding the hole's first vertex (the rule that made it
+            # a hole): its centroid may lie outside it, or inside an island within it
             host = -1
+            vx = points_xy[poly_offsets[h], 0]
+            vy = points_xy[poly_offsets[h], 1]
             for q in range(plane_poly_start[k], plane_poly_start[k + 1]):
-                if (q != h and thin[q] and poly_sign[q] > 0.0
-                        and _in_polygon(points_xy, poly_offsets, q, pcx[h], pcy[h])):
+                if (q != h and thin[q] and poly_sign[q] > 0.0 and parea[q] > parea[h]
+                        and (host < 0 or parea[q] < parea[host])
+                        and _in_polygon(points_xy, poly_offsets, q, vx, vy)):
                     host = q
-                    break
             if host >= 0:
                 thin_area[host] = max(thin_area[host] - parea[h], 0.0)
             else:
@@ -2030,9 +2025,19 @@ def _structure_dvh_layers_core(points_xy, poly_offsets, plane_poly_start, planes
             # part outside, its volume to the uncovered
             j = jj >> 1
             yr = row_y0 + (j + 0.5) * row_dy
-            f_in = min(max((min(yr + 0.5 * row_dy, ey1) - max(yr - 0.5 * row_dy, ey0)) / row_dy,
-                           0.0), 1.0)
-            # (by the part inside, not the centre: a centre on the edge may round either way)
+            # the part of the band (within the layer's y range) inside the cover; by that part,
+            # not by the centre, which on the edge may round either way. Within 1e-9 of none or
+            # all it is none or all: rounding makes no second pass
+            b_lo = max(yr - 0.5 * row_dy, ylo)
+            b_hi = min(yr + 0.5 * row_dy, yhi)
+            if not b_hi > b_lo:
+                b_lo = yr - 0.5 * row_dy
+                b_hi = yr + 0.5 * row_dy
+            f_in = min(max((min(b_hi, ey1) - max(b_lo, ey0)) / (b_hi - b_lo), 0.0), 1.0)
+            if f_in < 1e-9:
+                f_in = 0.0
+            elif f_in > 1.0 - 1e-9:
+                f_in = 1.0
             row_in = f_in > 0.0
             cover = 1.0
             outside_pass = (jj & 1) == 1

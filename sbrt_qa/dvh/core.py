@@ -400,7 +400,9 @@ def dvh_of_structure(structure: Structure, dose: DoseGrid, *,
     # the grid covers half a spacing beyond its last y nodes: on an odd number of rows per
     # spacing that is a band's centre, and a band's part inside is known only as a fraction of
     # its height (a cap of a round section cut there: 2.6 % of its covered volume). On an even
-    # number the cover ends between two bands
+    # number the cover ends between two bands. (Where it ends at or beyond the structure's y
+    # range, a band cut there holds the structure on one side only: the kernel counts the
+    # band's part within the range, all or none)
     y_lo = float(points[:, 1].min())
     y_hi = float(points[:, 1].max())
     ey0, ey1 = (float(v) for v in dose.extent_mm[1])
