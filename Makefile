@@ -24,5 +24,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
+# also numba's on-disk cache (sbrt_qa/**/__pycache__/*.nbi, *.nbc): it keeps an entry per edited
+# kernel version and grows by hundreds of MB while the kernels are being worked on
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
+	find sbrt_qa tests benchmarks -name __pycache__ -type d -prune -exec rm -rf {} +
