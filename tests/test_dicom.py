@@ -170,6 +170,47 @@ def test_integer_dose_without_scaling_is_an_error(tmp_path, rtstruct_template, s
         load_plan(folder)
 
 
+@pytest.mark.parametrize("keyword, value, tag", [
+    ("Rows", 0, r"Rows \(0028,0010\)"), ("Columns", 0, r"Columns \(0028,0011\)"),
+    ("NumberOfFrames", 0, r"NumberOfFrames \(0028,0008\)"),
+    ("DoseGridScaling", -0.001, r"DoseGridScaling \(3004,000E\)"),
+    ("DoseGridScaling", 0.0, r"DoseGridScaling \(3004,000E\)")])
+def test_an_empty_or_negative_dose_grid_is_an_error(tmp_path, rtstruct_template, sphere,
+                                                     linear_field, keyword, value, tag):
+    # found by mutating sample plans: Rows or Columns 0 failed with an IndexError deep in the
+    # DVH code; a negative scaling gave negative doses
+    grid = ph.dose_grid(linear_field, sphere.bounds_mm)
+    folder, uids = new_folder(tmp_path, rtstruct_template)
+    path = write_plan(folder, grid, uids, bits=16, scaling=0.001)
+    ds = pydicom.dcmread(path)
+    setattr(ds, keyword, value)
+    ds.save_as(path)
+    with pytest.raises(DicomError, match=r"RD\.dcm.*" + tag):
+        load_plan(folder)
+
+
+@pytest.mark.parametrize("frames", [1, 3, "absent"])
+def test_more_dose_values_than_the_header_describes_is_an_error(tmp_path, rtstruct_template,
+                                                                sphere, linear_field, frames):
+    # a wrong NumberOfFrames once read the first frames of the grid silently as the whole
+    grid = ph.dose_grid(linear_field, sphere.bounds_mm)
+    folder, uids = new_folder(tmp_path, rtstruct_template)
+    path = write_plan(folder, grid, uids, bits=16, scaling=0.001)
+    ds = pydicom.dcmread(path)
+    assert int(ds.NumberOfFrames) > 3
+    if frames == "absent":
+        del ds.NumberOfFrames
+    else:
+        ds.NumberOfFrames = frames
+    if frames in ("absent", 1):
+        del ds.GridFrameOffsetVector
+    else:
+        ds.GridFrameOffsetVector = list(ds.GridFrameOffsetVector)[:frames]
+    ds.save_as(path)
+    with pytest.raises(DicomError, match=r"RD\.dcm.*PixelData \(7FE0,0010\).*bytes"):
+        load_plan(folder)
+
+
 def test_oblique_orientation_is_refused(tmp_path, rtstruct_template, gaussian_grid):
     folder, uids = new_folder(tmp_path, rtstruct_template)
     c, s = np.cos(0.2), np.sin(0.2)

@@ -7,6 +7,7 @@ coordinate vectors ascend; the array is ``[z, y, x]`` float64 in Gy.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,13 +107,21 @@ def read_dose_grid(ds, path, *, normalisation_gy: float | None = None) -> DoseGr
 
     rows = int(require(ds, "Rows", path))
     cols = int(require(ds, "Columns", path))
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames_value = ds.get("NumberOfFrames")
+    frames = 1 if frames_value is None or str(frames_value).strip() == "" else int(frames_value)
+    for keyword, n in (("Rows", rows), ("Columns", cols), ("NumberOfFrames", frames)):
+        if n < 1:
+            raise DicomError(f"{keyword} is {n}: a dose grid needs at least one", path=path,
+                             tag=tag_name(keyword))
     ipp = floats(require(ds, "ImagePositionPatient", path), "ImagePositionPatient", path, 3)
     iop = floats(require(ds, "ImageOrientationPatient", path), "ImageOrientationPatient", path, 6)
     spacing = floats(require(ds, "PixelSpacing", path), "PixelSpacing", path, 2)
     scaling = as_float(ds.get("DoseGridScaling", 1.0), "DoseGridScaling", path)
     if "DoseGridScaling" not in ds and str(ds.get("BitsAllocated", 32)) != "32":
         raise DicomError("integer dose without DoseGridScaling", path=path,
+                         tag=tag_name("DoseGridScaling"))
+    if not (math.isfinite(scaling) and scaling > 0):
+        raise DicomError(f"DoseGridScaling {scaling} must be a positive number", path=path,
                          tag=tag_name("DoseGridScaling"))
     if np.any(spacing <= 0):
         raise DicomError(f"PixelSpacing {list(spacing)} must be positive", path=path,
@@ -184,7 +193,9 @@ def _pixels(ds, path, frames: int, rows: int, cols: int) -> np.ndarray:
         # zero-copy view on the file's bytes: no decoded copy of the whole grid
         dtype = np.dtype(("<i" if signed else "<u") + str(bits // 8))
         buf = ds.PixelData
-        if len(buf) < n * dtype.itemsize:
+        # (one byte more is the padding to an even length; more than that means the header's
+        # NumberOfFrames, Rows or Columns do not describe these values)
+        if not n * dtype.itemsize <= len(buf) <= n * dtype.itemsize + 1:
             raise DicomError(f"PixelData holds {len(buf)} bytes, {n * dtype.itemsize} expected "
                              f"for {frames} x {rows} x {cols} values of {bits} bits", path=path,
                              tag=tag_name("PixelData"))
@@ -193,4 +204,8 @@ def _pixels(ds, path, frames: int, rows: int, cols: int) -> np.ndarray:
         arr = ds.pixel_array
     except Exception as exc:  # pydicom raises several types for undecodable pixel data
         raise DicomError(f"cannot decode dose values: {exc}", path=path, tag=tag_name("PixelData")) from exc
-    return np.asarray(arr).reshape(frames, rows, cols)
+    arr = np.asarray(arr)
+    if arr.size != n:
+        raise DicomError(f"PixelData holds {arr.size} values, {n} expected for {frames} x {rows} "
+                         f"x {cols}", path=path, tag=tag_name("PixelData"))
+    return arr.reshape(frames, rows, cols)
