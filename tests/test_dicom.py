@@ -189,6 +189,18 @@ def test_an_empty_or_negative_dose_grid_is_an_error(tmp_path, rtstruct_template,
         load_plan(folder)
 
 
+def test_a_dose_in_centigray_labelled_gray_is_an_error(tmp_path, rtstruct_template, sphere,
+                                                       linear_field):
+    # values in cGy under DoseUnits GY (a scaling 100 times too large): every organ limit would
+    # fail by far; a grid beyond 1000 Gy is refused as input instead
+    grid = ph.dose_grid(lambda x, y, z: 100.0 * linear_field(x, y, z), sphere.bounds_mm)
+    assert 1000.0 < grid.dose_gy.max() < 10000.0
+    folder, uids = new_folder(tmp_path, rtstruct_template)
+    write_plan(folder, grid, uids)
+    with pytest.raises(DicomError, match=r"RD\.dcm.*DoseGridScaling \(3004,000E\).*Gy"):
+        load_plan(folder)
+
+
 @pytest.mark.parametrize("frames", [1, 3, "absent"])
 def test_more_dose_values_than_the_header_describes_is_an_error(tmp_path, rtstruct_template,
                                                                 sphere, linear_field, frames):

@@ -163,6 +163,17 @@ def test_a_round_section_cut_by_the_cover_keeps_its_covered_area(cover_top, min_
         assert d.covered_volume_cc == pytest.approx(covered * 20.0 / 1000.0, rel=1e-9)
 
 
+def test_a_dose_grid_too_wide_for_a_histogram_is_an_error():
+    # (the RTDOSE reader refuses such grids; this is a DoseGrid made in Python) a MemoryError,
+    # or a numba typing error for a count beyond int64, before
+    from sbrt_qa.errors import SbrtQaError
+
+    p = ph.sphere(5.0, (0.0, 0.0, 0.0), spacing=2.5)
+    grid = ph.dose_grid(ph.LinearField(0, 1e6, 1e7), p.bounds_mm)
+    with pytest.raises(SbrtQaError, match="'Sphere'.*bins"):
+        dvh_of(p, grid)
+
+
 def test_entirely_outside_the_grid():
     p = ph.sphere(5.0, (100.0, 0.0, 0.0), spacing=2.5)
     f = ph.LinearField(0, 1.0, 25.0)

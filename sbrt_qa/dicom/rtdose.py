@@ -18,6 +18,10 @@ from ._common import as_float, floats, require, tag_name
 
 #: direction cosines within this of +-1 / 0 count as axis-aligned
 ORIENTATION_TOLERANCE = 1e-4
+#: no external-beam dose grid holds more (Gy; an SBRT course peaks below 100 Gy): above it the
+#: values are in other units (cGy labelled GY) or the DoseGridScaling is wrong. Input
+#: validation, not a clinical limit
+MAX_PLAUSIBLE_DOSE_GY = 1000.0
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,11 @@ def read_dose_grid(ds, path, *, normalisation_gy: float | None = None) -> DoseGr
     np.multiply(raw, scaling * factor, out=dose, casting="unsafe")
     if not np.all(np.isfinite(dose)):
         raise DicomError("dose grid holds non-finite values", path=path, tag=tag_name("PixelData"))
+    if dose.size and float(np.abs(dose).max()) > MAX_PLAUSIBLE_DOSE_GY:
+        raise DicomError(f"dose grid reaches {float(np.abs(dose).max()):.4g} Gy, not a "
+                         f"radiotherapy dose (over {MAX_PLAUSIBLE_DOSE_GY:g} Gy): values in cGy, "
+                         "or a wrong DoseGridScaling?", path=path,
+                         tag=tag_name("DoseGridScaling"))
     return DoseGrid(dose_gy=dose, x_mm=np.ascontiguousarray(x), y_mm=np.ascontiguousarray(y),
                     z_mm=np.ascontiguousarray(z), frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "") or "") or None,
                     summation_type=str(ds.get("DoseSummationType", "PLAN")).upper(),

@@ -57,6 +57,9 @@ GAP_FACTOR = 2.5
 MAX_ROW_SUBDIVISION = 16
 DEFAULT_MIN_ROWS = 32
 DEFAULT_BIN_WIDTH_GY = 0.005
+#: histogram size limit (two float64 arrays of this many bins per structure and thread): 100 kGy
+#: at the default bin width
+MAX_BINS = 20_000_000
 #: uncovered volume below this fraction of the structure is numerical noise, not a finding
 UNCOVERED_TOLERANCE = 1e-6
 #: a structure's layers are cut into ranges of at least this many layers, which run on the
@@ -413,6 +416,9 @@ def dvh_of_structure(structure: Structure, dose: DoseGrid, *,
     gmin, gmax = _local_dose_range(dose, points, float(lo[0]), float(hi[-1]))
     bin_lo = math.floor(min(0.0, gmin) / bin_width_gy) * bin_width_gy
     n_bins = int(math.ceil((gmax * 1.0001 + 4 * bin_width_gy - bin_lo) / bin_width_gy))
+    if n_bins > MAX_BINS:
+        raise SbrtQaError(f"the dose around {name!r} spans {bin_lo:.4g} to {gmax:.4g} Gy: over "
+                          f"{MAX_BINS} bins of {bin_width_gy:g} Gy; not a radiotherapy dose grid")
     la, lb, lz0, lz1, below, above = layers(planes, lo, hi, interpolate=interpolate)
     ramp2, step1, stats = _histogram(
         (points, offsets, plane_start, planes, la, lb, lz0, lz1, below, above, dose.dose_gy,
