@@ -452,6 +452,29 @@ def test_a_contour_value_that_is_not_a_number_is_an_error(tmp_path, rtstruct_tem
         load_plan(folder)
 
 
+@pytest.mark.parametrize("where", ["StructureSetROISequence", "ROIContourSequence"])
+def test_an_empty_roi_number_is_an_error(tmp_path, rtstruct_template, gaussian_grid, where):
+    # found by mutating sample plans: int(None) failed with a TypeError
+    folder, uids = new_folder(tmp_path, rtstruct_template)
+    ds = pydicom.dcmread(folder / "RS.dcm")
+    keyword = "ROINumber" if where == "StructureSetROISequence" else "ReferencedROINumber"
+    ds[where][0][keyword].value = ""
+    ds.save_as(folder / "RS.dcm")
+    write_plan(folder, gaussian_grid, uids)
+    with pytest.raises(DicomError, match=rf"RS\.dcm.*{keyword} \(3006,00(22|84)\)"):
+        load_plan(folder)
+
+
+def test_empty_pixel_data_is_an_error(tmp_path, rtstruct_template, gaussian_grid):
+    folder, uids = new_folder(tmp_path, rtstruct_template)
+    path = write_plan(folder, gaussian_grid, uids)
+    ds = pydicom.dcmread(path)
+    ds.PixelData = b""
+    ds.save_as(path)
+    with pytest.raises(DicomError, match=r"RD\.dcm.*PixelData \(7FE0,0010\)"):
+        load_plan(folder)
+
+
 def test_not_a_folder(tmp_path):
     with pytest.raises(DicomError, match="not a folder"):
         load_plan(tmp_path / "missing")

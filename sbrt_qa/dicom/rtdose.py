@@ -191,7 +191,7 @@ def read_dose_grid(ds, path, *, normalisation_gy: float | None = None) -> DoseGr
 
 
 def _pixels(ds, path, frames: int, rows: int, cols: int) -> np.ndarray:
-    if "PixelData" not in ds:
+    if "PixelData" not in ds or not ds.PixelData:
         raise DicomError("RTDOSE has no dose values", path=path, tag=tag_name("PixelData"))
     bits = int(ds.get("BitsAllocated", 0) or 0)
     signed = int(ds.get("PixelRepresentation", 0) or 0) == 1

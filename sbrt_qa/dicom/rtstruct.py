@@ -62,20 +62,17 @@ def read_structures(ds, path) -> tuple[dict[str, Structure], list[Finding]]:
                          tag=tag_name("StructureSetROISequence"))
     names: dict[int, str] = {}
     for item in ds.StructureSetROISequence:
-        if "ROINumber" not in item:
-            raise DicomError("an ROI definition lacks its number", path=path, tag=tag_name("ROINumber"))
-        names[int(item.ROINumber)] = str(item.get("ROIName", "") or f"ROI {int(item.ROINumber)}").strip()
+        number = _roi_number(item, "ROINumber", "an ROI definition", path)
+        names[number] = str(item.get("ROIName", "") or f"ROI {number}").strip()
     types: dict[int, str] = {}
     for item in ds.get("RTROIObservationsSequence", []) or []:
-        if "ReferencedROINumber" in item:
-            types[int(item.ReferencedROINumber)] = str(item.get("RTROIInterpretedType", "") or "").upper()
+        if item.get("ReferencedROINumber") not in (None, ""):
+            number = _roi_number(item, "ReferencedROINumber", "an ROI observation", path)
+            types[number] = str(item.get("RTROIInterpretedType", "") or "").upper()
 
     contours_by_roi: dict[int, tuple] = {}
     for roi_item in ds.get("ROIContourSequence", []) or []:
-        if "ReferencedROINumber" not in roi_item:
-            raise DicomError("an ROI contour item lacks its ROI number", path=path,
-                             tag=tag_name("ReferencedROINumber"))
-        number = int(roi_item.ReferencedROINumber)
+        number = _roi_number(roi_item, "ReferencedROINumber", "an ROI contour item", path)
         name = names.get(number, f"ROI {number}")
         color = roi_item.get("ROIDisplayColor")
         color = tuple(int(c) for c in color) if color is not None and len(color) == 3 else None
@@ -118,6 +115,22 @@ def read_structures(ds, path) -> tuple[dict[str, Structure], list[Finding]]:
                                     "cannot be evaluated", path=path, structure=key))
         structures[key] = s
     return structures, findings
+
+
+def _roi_number(item, keyword: str, what: str, path) -> int:
+    """The integer ROI number ``item.<keyword>``; a DicomError naming the tag when it is
+    missing, empty or not a whole number."""
+    value = item.get(keyword)
+    try:
+        if value in (None, ""):
+            raise ValueError
+        number = float(value)
+        if number != int(number):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise DicomError(f"{what} lacks its ROI number (found {value!r})", path=path,
+                         tag=tag_name(keyword)) from None
+    return int(number)
 
 
 def _geometric_type(item, path) -> str:
