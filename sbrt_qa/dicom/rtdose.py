@@ -179,8 +179,9 @@ def read_dose_grid(ds, path, *, normalisation_gy: float | None = None) -> DoseGr
     np.multiply(raw, scaling * factor, out=dose, casting="unsafe")
     if not np.all(np.isfinite(dose)):
         raise DicomError("dose grid holds non-finite values", path=path, tag=tag_name("PixelData"))
-    if dose.size and float(np.abs(dose).max()) > MAX_PLAUSIBLE_DOSE_GY:
-        raise DicomError(f"dose grid reaches {float(np.abs(dose).max()):.4g} Gy, not a "
+    peak = float(np.abs(dose).max()) if dose.size else 0.0
+    if peak > MAX_PLAUSIBLE_DOSE_GY:
+        raise DicomError(f"dose grid reaches {peak:.4g} Gy, not a "
                          f"radiotherapy dose (over {MAX_PLAUSIBLE_DOSE_GY:g} Gy): values in cGy, "
                          "or a wrong DoseGridScaling?", path=path,
                          tag=tag_name("DoseGridScaling"))
